@@ -51,6 +51,8 @@ MAX_LINE_BYTES = 1 << 20
 # A BadEntry carries at most this much of the offending text, so a 10 MB line never becomes a
 # 10 MB output record.
 BAD_TOKEN_CHARS = 300
+# Lines are read in pieces of this size; almost every line fits in one.
+_PIECE = 64 * 1024
 # Enough bytes to show BAD_TOKEN_CHARS characters even if each is a 4-byte UTF-8 sequence.
 _PREVIEW_BYTES = 4 * BAD_TOKEN_CHARS + 4
 # How much of the input start is inspected to tell text from binary (and, on stdin, the format).
@@ -110,7 +112,7 @@ class InputError(Exception):
 
 class _Line(NamedTuple):
     number: int
-    data: bytes  # without the line ending; only a preview when too_long
+    data: bytes | bytearray  # without the line ending; only a preview when too_long
     too_long: bool
 
 
@@ -352,34 +354,49 @@ def _chained_readline(head: bytes, stream: BinaryIO, name: str) -> Callable[[int
 def _physical_lines(readline: Callable[[int], bytes]) -> Iterator[_Line]:
     """Split into lines on LF (CRLF too), each at most MAX_LINE_BYTES; strip a leading BOM.
 
-    A longer line is reported with a short preview and the rest is read and dropped in
-    MAX_LINE_BYTES chunks, so memory stays bounded whatever the line length.
+    Lines are read in _PIECE-sized reads: a normal line takes one read, a long one is gathered
+    in a bytearray that never grows past MAX_LINE_BYTES. Past that bound only a short preview is
+    kept and the rest of the line is read and dropped piece by piece, so memory stays bounded
+    whatever the line length.
     """
     number = 0
     while True:
-        chunk = readline(MAX_LINE_BYTES)
+        chunk = readline(_PIECE)
         if not chunk:
             return
         number += 1
-        if number == 1 and chunk.startswith(_BOM):
-            chunk = chunk[len(_BOM) :]
-        if chunk.endswith(b"\n") or len(chunk) < MAX_LINE_BYTES:
-            if chunk.endswith(b"\r\n"):
-                chunk = chunk[:-2]
-            elif chunk.endswith(b"\n"):
-                chunk = chunk[:-1]
-            yield _Line(number, chunk, False)
+        data: bytes | bytearray = chunk
+        too_long = False
+        if len(chunk) == _PIECE and not chunk.endswith(b"\n"):
+            gathered = bytearray(chunk)
+            while True:
+                more = readline(_PIECE)
+                if not more:
+                    break
+                if len(gathered) + len(more) > MAX_LINE_BYTES:
+                    too_long = True
+                    del gathered[_PREVIEW_BYTES:]
+                    while more and not more.endswith(b"\n"):
+                        more = readline(_PIECE)
+                    break
+                gathered += more
+                if more.endswith(b"\n"):
+                    break
+            data = gathered
+        if number == 1 and data.startswith(_BOM):
+            data = data[len(_BOM) :]
+        if too_long:
+            yield _Line(number, bytes(data[:_PREVIEW_BYTES]), True)
             continue
-        preview = chunk[:_PREVIEW_BYTES]
-        del chunk  # do not keep the megabyte while skipping the rest
-        while True:
-            rest = readline(MAX_LINE_BYTES)
-            if not rest or rest.endswith(b"\n"):
-                break
-        yield _Line(number, preview, True)
+        ending = 2 if data.endswith(b"\r\n") else 1 if data.endswith(b"\n") else 0
+        if ending and isinstance(data, bytearray):
+            del data[-ending:]  # in place: a near-limit line is not copied again
+        elif ending:
+            data = data[:-ending]
+        yield _Line(number, data, False)
 
 
-def _decode(data: bytes) -> tuple[str, str | None]:
+def _decode(data: bytes | bytearray) -> tuple[str, str | None]:
     """Decode one line; on invalid UTF-8 return the lossy text and the reason (no line prefix)."""
     try:
         return data.decode("utf-8"), None
