@@ -569,6 +569,8 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
     issued_col = next((i for i, n in enumerate(names) if n == "issued_at"), None)
     if token_col is None:
         shown = ", ".join(_trim(cell) for cell in header)
+        # The message must stay one line: show control characters (a quoted newline) escaped.
+        shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], shown)
         shown = shown if len(shown) <= 200 else shown[:200] + "…"
         hint = ""
         if len(header) == 1 and (";" in header[0] or "\t" in header[0]):

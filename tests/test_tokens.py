@@ -217,6 +217,13 @@ def test_csv_without_token_column_is_an_input_error(tmp_path: Path) -> None:
     assert "has no SdkToken or token column (header: id, name, when)" in message
 
 
+def test_csv_header_with_quoted_newline_gives_a_one_line_error() -> None:
+    with pytest.raises(InputError) as info:
+        from_stdin(b'"id\nx",name\n1,2\n', "csv")
+    assert "(header: id\\nx, name)" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_csv_semicolon_header_gets_a_hint() -> None:
     with pytest.raises(InputError, match="semicolon- or tab-separated"):
         from_stdin(b"SdkToken;issued_at\na;1\n", "csv")
