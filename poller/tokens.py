@@ -262,9 +262,9 @@ def read_tokens(
 def _read_stream(
     stream: BinaryIO, name: str, fmt: Format | None, *, sniff: bool
 ) -> Iterator[InputItem]:
-    # read1 returns what is available: a slow producer piping tokens into stdin is not held up
-    # until 8 KiB have arrived. Files use read, which fills the whole sniff window.
-    read_head = getattr(stream, "read1", None) if sniff else None
+    # read1 returns what is available (at most one raw read): a slow producer piping tokens into
+    # stdin is not held up until 8 KiB have arrived; for a regular file it returns the full window.
+    read_head = getattr(stream, "read1", None)
     try:
         head = read_head(_SNIFF_BYTES) if callable(read_head) else stream.read(_SNIFF_BYTES)
     except OSError as exc:
