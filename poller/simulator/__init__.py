@@ -1,0 +1,1 @@
+"""An embedded FaceID simulator (aiohttp.web) for tests, demos and benchmarks."""
