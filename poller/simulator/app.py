@@ -154,7 +154,8 @@ class Simulator:
             parsed = parse_apply_params(params)
         except ParamError as exc:
             return self.error(exc.code, exc.message, "bad_request")
-        plan = self.store.mint(parsed, issued_at=self.token_now())
+        # Issued on the plain wall clock: --clock-offset then ages every token, fresh ones too.
+        plan = self.store.mint(parsed, issued_at=self.clock())
         self.stats.tokens_minted += 1
         self.stats.by_outcome["minted"] += 1
         return _json({"SdkToken": plan.token, "RequestId": self.request_id()})

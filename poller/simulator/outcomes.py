@@ -104,7 +104,7 @@ class TokenPlan:
     result: str  # the settled Result: "0" or a SPEC §1.4 failure code
     attempts: int  # how many CompareResults the settled body carries
     pending_seconds: float  # 0 = settled from the start
-    issued_at: float  # in simulator token-time (wall clock + clock_offset)
+    issued_at: float  # wall clock at issue; age = (wall clock + clock_offset) - issued_at
     params: ApplyParams
     device_info_level: str
     detail_seed: int
@@ -123,8 +123,7 @@ def draw_plan(
 ) -> TokenPlan:
     """Draw one token's fate: pass, a failure code, or pending first and then one of those."""
     pending = rng.random() < config.pending_share
-    settled_pass_share = config.pass_share / (1.0 - config.pending_share or 1.0)
-    if rng.random() < settled_pass_share:
+    if rng.random() < config.pass_share:
         result = "0"
     else:
         result = rng.choices(_FAILURE_CODES, _FAILURE_WEIGHTS)[0]
