@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import statistics
@@ -142,3 +143,19 @@ def test_pre_jitter_can_be_set_explicitly() -> None:
 def test_no_latency_means_no_delay() -> None:
     plan = FaultPlan(SimulatorConfig(), random.Random(4))
     assert (plan.pre_count_delay(), plan.post_count_delay(), plan.pick()) == (0.0, 0.0, None)
+
+
+async def test_latency_is_served_and_overlapping_requests_count_in_flight(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    config = SimulatorConfig(any_token=True, latency_ms=200, pre_jitter_ms=0)
+    async with running_simulator(config, clock=clock) as sim:
+        replies = await asyncio.gather(
+            *(query(session, sim.endpoint, f"t{i}", timestamp=clock.now) for i in range(5))
+        )
+        assert [reply.error_code for reply in replies] == [None] * 5
+        stats = sim.stats()
+        # The pre-count leg alone (100 ms) keeps all five in the server at once.
+        assert stats["max_in_flight"] == 5
+        assert stats["in_flight"] == 0
+        assert stats["max_in_window"] == 5
