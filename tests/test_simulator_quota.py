@@ -141,3 +141,14 @@ async def test_stats_endpoint_and_reset(session: aiohttp.ClientSession, clock: F
             assert resp.status == 200
         after = sim.stats()
         assert (after["requests"], after["throttled"], after["by_action"]) == (0, 0, {})
+
+
+async def test_unknown_action_names_share_one_counter(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    async with running_simulator(SimulatorConfig(), clock=clock) as sim:
+        for action in ("Foo", "Bar", ""):
+            await call(session, sim.endpoint, action, {}, timestamp=clock.now)
+        stats = sim.stats()
+        assert stats["by_action"] == {"<unknown>": 2, "<missing>": 1}
+        assert stats["by_outcome"] == {"bad_request": 3}

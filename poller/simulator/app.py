@@ -72,7 +72,10 @@ class Simulator:
             await asyncio.sleep(pre)
         headers = request.headers
         action = headers.get("X-TC-Action", "")
-        self.stats.by_action[action or "<missing>"] += 1
+        # Unknown action names are lumped together: a client cannot grow this dict without bound.
+        self.stats.by_action[
+            action if action in ACTIONS else "<missing>" if not action else "<unknown>"
+        ] += 1
         refusal = self._check_common(action, headers.get("X-TC-Version"), headers)
         if refusal is not None:
             return refusal
