@@ -1,0 +1,72 @@
+"""Counters a test or a benchmark reads back from `GET /__stats` to judge the client."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .config import ACTION_RESULT
+from .quota import Quota
+from .state import TokenStore
+
+
+class Stats:
+    """Running totals; `snapshot()` is the `/__stats` JSON document."""
+
+    __slots__ = (
+        "by_action",
+        "by_outcome",
+        "in_flight",
+        "max_in_flight",
+        "requests",
+        "signature_failures",
+        "throttled",
+        "tokens_minted",
+    )
+
+    def __init__(self) -> None:
+        self.by_action: Counter[str] = Counter()
+        self.by_outcome: Counter[str] = Counter()
+        self.in_flight = 0
+        self.requests = 0
+        self.throttled = 0
+        self.signature_failures = 0
+        self.max_in_flight = 0
+        self.tokens_minted = 0
+
+    def enter(self) -> None:
+        self.requests += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    def snapshot(self, quota: Quota, store: TokenStore) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "by_action": dict(self.by_action),
+            "by_outcome": dict(self.by_outcome),
+            "throttled": self.throttled,
+            "signature_failures": self.signature_failures,
+            # The number the poller's end-to-end tests hold against the quota.
+            "max_in_window": quota.max_in_window(ACTION_RESULT),
+            "max_in_window_by_action": {
+                action: quota.max_in_window(action) for action in sorted(self.by_action)
+            },
+            "in_flight": self.in_flight,
+            "max_in_flight": self.max_in_flight,
+            "tokens_minted": self.tokens_minted,
+            "tokens_stored": len(store),
+            "queries_by_token_count": store.queries_by_token_count(),
+        }
+
+    def reset(self) -> None:
+        """Zero the counters (in-flight requests stay in flight)."""
+        self.requests = 0
+        self.by_action.clear()
+        self.by_outcome.clear()
+        self.throttled = 0
+        self.signature_failures = 0
+        self.max_in_flight = self.in_flight
+        self.tokens_minted = 0
