@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from multidict import CIMultiDict
-from simulator_support import APPLY, RESULT, T0, FakeClock, Reply, apply, call, query
 
 from poller.signing import sign
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, SimulatorConfig, running_simulator
 from poller.simulator.auth import verify
 from poller.simulator.config import REGIONS
+from tests.simulator_support import APPLY, RESULT, T0, FakeClock, Reply, apply, call, query
 
 HOST = "127.0.0.1:8080"
 BODY = b'{"SdkToken": "D2B55F0C-FB5D-4FB6-8765-3E931EBBFC79"}'

@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from simulator_support import FakeClock, apply, call, query
 
 from poller.simulator import SimulatorConfig, running_simulator
 from poller.simulator.faults import FaultPlan
+from tests.simulator_support import FakeClock, apply, call, query
 
 
 def _faulty(kind: str, **overrides: float) -> SimulatorConfig:

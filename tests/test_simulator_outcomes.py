@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from simulator_support import T0, FakeClock, apply, query
 
 from poller.simulator import (
     DEMO_SECRET_ID,
@@ -32,6 +31,7 @@ from poller.simulator.outcomes import (
     plan_for_any_token,
     render_result,
 )
+from tests.simulator_support import T0, FakeClock, apply, query
 
 SPEC_CODES = {"1001", "1002", "1004", "1005", "1201", "2004"} | {
     "2012", "2013", "2014", "2015", "2016", "2017"

@@ -8,10 +8,10 @@ import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from simulator_support import APPLY, RESULT, FakeClock, call, query
 
 from poller.simulator import SimulatorConfig, running_simulator
 from poller.simulator.quota import SlidingWindow
+from tests.simulator_support import APPLY, RESULT, FakeClock, call, query
 
 
 def test_capacity_plus_one_in_one_second_rejects_exactly_one() -> None:

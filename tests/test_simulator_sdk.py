@@ -17,7 +17,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from simulator_support import FakeClock, query
 from tencentcloud.common import abstract_client, credential
 from tencentcloud.common.exception.tencent_cloud_sdk_exception import TencentCloudSDKException
 from tencentcloud.common.http.request import RequestInternal
@@ -28,6 +27,7 @@ from tencentcloud.faceid.v20180301 import faceid_client, models
 
 from poller.signing import sign
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, SimulatorConfig, running_simulator
+from tests.simulator_support import FakeClock, query
 
 
 def _client(port: int, secret_key: str = DEMO_SECRET_KEY, *, host: str | None = None) -> Any:

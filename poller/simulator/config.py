@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass, field
 
 # Obviously fake: the simulator must never be mistaken for a place where real keys belong.
-DEMO_SECRET_ID = "AKIDSIMULATORDEMO0000000000000000000"  # noqa: S105 - public demo value
-DEMO_SECRET_KEY = "SimulatorDemoKeyNotASecret000000"  # noqa: S105 - public demo value
+DEMO_SECRET_ID = "AKIDSIMULATORDEMO0000000000000000000"
+DEMO_SECRET_KEY = "SimulatorDemoKeyNotASecret000000"
 
 API_VERSION = "2018-03-01"
 SERVICE = "faceid"

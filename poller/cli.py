@@ -1,0 +1,176 @@
+"""Command line: argument parsing only; the work happens in the package below."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import logging
+import os
+import ssl
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import aiohttp
+
+from poller.client import FaceIdClient
+from poller.engine import Engine, RunStats, format_summary
+from poller.records import JsonlSink
+from poller.settings import ConfigError, Settings, build_settings
+from poller.tokens import InputError, InputItem, read_tokens
+
+log = logging.getLogger("poller")
+
+EXIT_USAGE = 2
+
+
+class UserError(Exception):
+    """Something the user can fix; printed as one sentence, exit 2."""
+
+
+def _add_run_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="query every token in a file and write one JSON line per token",
+        description=(
+            "Query GetSdkVerificationResult for every token in --tokens and write one JSON "
+            "line per token to --output. Settings come from --config (TOML), then "
+            "FACEID_POLLER_* environment variables, then these flags (flags win). Credentials: "
+            "TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY (and TENCENTCLOUD_TOKEN), else the "
+            "config file, else ~/.tencentcloud/credentials. Exit status: 0 every token final, "
+            "1 some not final, 2 usage/config/input error, 3 a fatal API error stopped the run, "
+            "130/143 interrupted."
+        ),
+    )
+    p.add_argument("--tokens", required=True, metavar="PATH", help="token file, or - for stdin")
+    p.add_argument(
+        "--input-format",
+        choices=("text", "csv", "jsonl"),
+        help="input format (default: by extension: .csv, .jsonl/.ndjson, else plain text)",
+    )
+    p.add_argument("--output", default="-", metavar="PATH", help="JSON-lines output (default -)")
+    p.add_argument("--config", metavar="PATH", help="TOML settings file (see config.example.toml)")
+    p.add_argument(
+        "--endpoint", help="API endpoint (default https://faceid.intl.tencentcloudapi.com)"
+    )
+    p.add_argument("--region", help="X-TC-Region (default ap-singapore)")
+    p.add_argument("--language", help="X-TC-Language: en-US or zh-CN")
+    p.add_argument("--rate", type=float, help="the account's quota in requests/s (default 20)")
+    p.add_argument(
+        "--rate-margin", type=float, help="pace this fraction under the quota (default 0.05)"
+    )
+    p.add_argument("--concurrency", type=int, help="requests in flight at most (default 32)")
+    p.add_argument(
+        "--max-attempts", type=int, help="attempts per token, retries included (default 6)"
+    )
+    p.add_argument("--timeout", type=float, help="seconds per request (default 10)")
+    p.add_argument(
+        "--detail",
+        choices=("full", "summary"),
+        help="summary leaves out `response` (the personal data) from every line",
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+
+
+RUN_FLAGS = (
+    "endpoint",
+    "region",
+    "language",
+    "rate",
+    "rate_margin",
+    "concurrency",
+    "max_attempts",
+    "timeout",
+    "detail",
+    "input_format",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="poller",
+        description="Fetch Tencent Cloud FaceID verification results in bulk.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_parser(sub)
+    return parser
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("poller: %(message)s"))
+    root = logging.getLogger("poller")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _open_input(path: str, fmt: str | None) -> Iterator[InputItem]:
+    """Open the input and read its first item now, so a whole-file problem is exit 2."""
+    items = read_tokens(path, fmt)  # type: ignore[arg-type]
+    first = next(items, None)
+    return items if first is None else itertools.chain([first], items)
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    # TLS verification is always on; a corporate CA bundle is added, never a bypass.
+    context = ssl.create_default_context()
+    if settings.ca_bundle:
+        context.load_verify_locations(cafile=settings.ca_bundle)
+    return context
+
+
+async def run_job(settings: Settings, items: Iterator[InputItem], sink: JsonlSink) -> Engine:
+    connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=_ssl_context(settings))
+    # trust_env: HTTPS_PROXY/NO_PROXY are honoured for corporate networks.
+    async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
+        engine = Engine(settings, FaceIdClient(session, settings), sink)
+        await engine.run(items)
+    return engine
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _setup_logging(args.verbose, args.quiet)
+    flags = {name: getattr(args, name) for name in RUN_FLAGS}
+    settings, warnings = build_settings(config_path=args.config, flags=flags, env=os.environ)
+    for warning in warnings:
+        log.warning("warning: %s", warning)
+    items = _open_input(args.tokens, settings.input_format or None)
+    try:
+        sink = JsonlSink(args.output)
+    except OSError as exc:
+        raise UserError(f"cannot open output {args.output}: {exc.strerror}.") from None
+    try:
+        engine = asyncio.run(run_job(settings, items, sink))
+    finally:
+        sink.close()
+    stats: RunStats = engine.stats
+    if not args.quiet:
+        print(format_summary(stats, engine.pacer), file=sys.stderr)
+    if stats.fatal is not None:
+        print(
+            f"poller: error: the run stopped on {stats.fatal.code}: {stats.fatal.message} "
+            "(every other token would fail the same way).",
+            file=sys.stderr,
+        )
+    return stats.exit_status()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        parser.error(f"unknown command {args.command}")
+    except (ConfigError, InputError, UserError) as exc:
+        print(f"poller: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,368 @@
+"""The batch job: tokens in → bounded queue → workers (pacer, retries, client) → lines out.
+
+Each token's attempts are governed by a fresh tenacity `AsyncRetrying`; every attempt first
+takes a pacer slot (a retry spends quota too), then signs and sends a new request. A fatal
+API error (SPEC §2) cancels everything at once: no new requests, no lines for tokens that
+were never settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from tenacity.stop import stop_base
+
+from poller.client import ApiError, FaceIdClient, Reply, TransportFault
+from poller.errors import ErrorClass, classify
+from poller.pacing import Pacer, RetryBudget
+from poller.records import (
+    ErrorInfo,
+    JsonlSink,
+    Status,
+    build_record,
+    status_for_result,
+)
+from poller.settings import Settings
+from poller.tokens import BadEntry, InputItem, TokenEntry
+
+log = logging.getLogger("poller")
+
+READ_BATCH = 512  # input items read per trip to the reader thread
+
+
+class FatalRunError(Exception):
+    """An error that every other token would hit too: the run stops (exit 3)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class RetryableFault(Exception):
+    """One failed attempt that deserves another: throttle, transient error, transport fault."""
+
+    def __init__(self, klass: ErrorClass, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.klass = klass
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class RunStats:
+    """Counters for the summary line (and, later, the metrics file)."""
+
+    by_status: Counter[str] = field(default_factory=Counter)
+    result_codes: Counter[str] = field(default_factory=Counter)
+    not_final: int = 0
+    charges: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttles: int = 0
+    duplicates: int = 0
+    budget_denied: int = 0
+    started: float = 0.0
+    finished: float = 0.0
+    fatal: FatalRunError | None = None
+
+    @property
+    def tokens(self) -> int:
+        return sum(self.by_status.values())
+
+    @property
+    def elapsed(self) -> float:
+        return max(self.finished - self.started, 0.0)
+
+    def count(self, record: dict[str, Any]) -> None:
+        self.by_status[record["status"]] += 1
+        if not record["final"]:
+            self.not_final += 1
+        if record["result"] is not None and record["status"] in ("passed", "failed"):
+            self.result_codes[record["result"]] += 1
+        if record["charge_count"]:
+            self.charges += record["charge_count"]
+
+    def exit_status(self) -> int:
+        """SPEC §3: 0 all final, 1 some not final, 3 a fatal API error stopped the run."""
+        if self.fatal is not None:
+            return 3
+        return 1 if self.not_final else 0
+
+
+@dataclass(slots=True)
+class _TokenState:
+    attempts: int = 0
+    clock_skews: int = 0
+    budget_denied: bool = False
+
+
+class _BudgetStop(stop_base):
+    """Stops retrying when the run-wide budget says no.
+
+    Combined as `stop_after_attempt(n) | _BudgetStop(...)`: tenacity's `stop_any` checks the
+    attempt limit first, so the budget is only charged for a retry that would really happen."""
+
+    def __init__(self, budget: RetryBudget, state: _TokenState) -> None:
+        self._budget = budget
+        self._state = state
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self._budget.try_spend():
+            return False
+        self._state.budget_denied = True
+        return True
+
+
+class Engine:
+    """Runs one batch; holds the shared pacer, retry budget, client and sink."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: FaceIdClient,
+        sink: JsonlSink,
+        *,
+        pacer: Pacer | None = None,
+        budget: RetryBudget | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.sink = sink
+        self.pacer = pacer or Pacer(settings.pacing_rate)
+        self.budget = budget or RetryBudget(settings.retry_budget, settings.retry_refill)
+        self.clock = clock
+        self.stats = RunStats()
+        # Full jitter (AWS's "Full Jitter"): uniform(0, min(cap, base * 2**n)). tenacity's
+        # wait_exponential_jitter adds jitter on top of the full delay, which keeps retries of
+        # many tokens failing together in lockstep; full jitter spreads them.
+        self._backoff = wait_random_exponential(
+            multiplier=settings.backoff_base, max=settings.backoff_max
+        )
+        self._seen: set[str] = set()
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    async def run(self, items: Iterator[InputItem]) -> RunStats:
+        """Drain `items` through the workers; returns the counters (fatal recorded in them)."""
+        self.stats.started = self.clock()
+        queue: asyncio.Queue[TokenEntry | None] = asyncio.Queue(
+            maxsize=self.settings.concurrency * 4
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._produce(items, queue), name="producer")
+                for n in range(self.settings.concurrency):
+                    tg.create_task(self._work(queue), name=f"worker-{n}")
+        except* FatalRunError as group:
+            fatal = group.exceptions[0]
+            assert isinstance(fatal, FatalRunError)
+            self.stats.fatal = fatal
+        finally:
+            self.stats.finished = self.clock()
+            self.stats.requests = self.client.calls
+            self.stats.budget_denied = self.budget.denied
+        return self.stats
+
+    async def _produce(
+        self, items: Iterator[InputItem], queue: asyncio.Queue[TokenEntry | None]
+    ) -> None:
+        # The reader runs in a thread: a slow stdin or disk must not stall the workers.
+        while batch := await asyncio.to_thread(_take, items, READ_BATCH):
+            for item in batch:
+                if item.token in self._seen:
+                    self.stats.duplicates += 1
+                    continue
+                self._seen.add(item.token)
+                if isinstance(item, BadEntry):
+                    self._emit(
+                        token=item.token,
+                        status=Status.INVALID_TOKEN,
+                        final=True,
+                        attempts=0,
+                        error=ErrorInfo("InvalidInput", item.reason),
+                    )
+                else:
+                    await queue.put(item)
+        for _ in range(self.settings.concurrency):
+            await queue.put(None)
+
+    async def _work(self, queue: asyncio.Queue[TokenEntry | None]) -> None:
+        while (entry := await queue.get()) is not None:
+            await self.process(entry.token)
+
+    # -- one token ---------------------------------------------------------------------------
+
+    async def process(self, token: str) -> dict[str, Any]:
+        """Query one token until it settles for this run; write and return its line."""
+        state = _TokenState()
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts) | self._budget_stop(state),
+            wait=self._wait,
+            retry=retry_if_exception_type(RetryableFault),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            reply: Reply = await retrying(self._attempt, token, state)
+        except RetryableFault as fault:
+            message = fault.message
+            if state.budget_denied:
+                message += " (the run's retry budget is spent: too many failures at once)"
+            return self._emit(
+                token=token,
+                status=Status.ERROR,
+                final=False,
+                attempts=state.attempts,
+                error=ErrorInfo(fault.code, message),
+            )
+        return self._settle(token, reply, state.attempts)
+
+    async def _attempt(self, token: str, state: _TokenState) -> Reply:
+        await self.pacer.acquire()
+        state.attempts += 1
+        try:
+            reply = await self.client.get_result(token)
+        except TransportFault as fault:
+            log.debug("token %s attempt %d: %s", token, state.attempts, fault)
+            raise RetryableFault(ErrorClass.TRANSIENT, fault.code, fault.message) from None
+        if reply.error is None:
+            self.pacer.on_success()
+            self.budget.on_success()
+            return reply
+        return self._check_error(reply.error, token, state, reply)
+
+    def _check_error(self, error: ApiError, token: str, state: _TokenState, reply: Reply) -> Reply:
+        klass = classify(error.code)
+        log.debug("token %s attempt %d: %s (%s)", token, state.attempts, error.code, klass.value)
+        if klass is ErrorClass.THROTTLE:
+            self.stats.throttles += 1
+            if self.pacer.on_throttle():
+                log.info("throttled by the server: pacing lowered to %.2f req/s", self.pacer.rate)
+        elif klass is ErrorClass.CLOCK:
+            state.clock_skews += 1
+            if state.clock_skews > 1:
+                raise FatalRunError(
+                    error.code,
+                    "the server rejected two freshly signed requests as expired: this "
+                    "machine's clock is more than 5 minutes off; fix it (e.g. enable NTP)",
+                )
+        elif klass is ErrorClass.FATAL:
+            raise FatalRunError(error.code, error.message)
+        if klass in (ErrorClass.THROTTLE, ErrorClass.TRANSIENT, ErrorClass.CLOCK):
+            raise RetryableFault(klass, error.code, error.message)
+        return reply  # a final per-token error (expired, invalid, other): settled below
+
+    def _budget_stop(self, state: _TokenState) -> _BudgetStop:
+        return _BudgetStop(self.budget, state)
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, RetryableFault) and exc.klass is ErrorClass.CLOCK:
+            return 0.0  # re-sign at once with a fresh timestamp
+        return self._backoff(retry_state)
+
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        self.stats.retries += 1
+
+    # -- lines out ---------------------------------------------------------------------------
+
+    def _settle(self, token: str, reply: Reply, attempts: int) -> dict[str, Any]:
+        if reply.error is not None:
+            klass = classify(reply.error.code)
+            status = {
+                ErrorClass.EXPIRED: Status.EXPIRED,
+                ErrorClass.INVALID_TOKEN: Status.INVALID_TOKEN,
+            }.get(klass, Status.ERROR)
+            return self._emit(
+                token=token,
+                status=status,
+                final=True,
+                attempts=attempts,
+                error=ErrorInfo(reply.error.code, reply.error.message),
+                request_id=reply.request_id,
+            )
+        status = status_for_result(reply.response, self.settings.pending_codes)
+        return self._emit(
+            token=token,
+            status=status,
+            final=status is not Status.PENDING,
+            attempts=attempts,
+            response=reply.response,
+        )
+
+    def _emit(
+        self,
+        *,
+        token: str,
+        status: Status,
+        final: bool,
+        attempts: int,
+        response: dict[str, Any] | None = None,
+        error: ErrorInfo | None = None,
+        request_id: str | None = None,
+    ) -> dict[str, Any]:
+        record = build_record(
+            token=token,
+            status=status,
+            final=final,
+            attempts=attempts,
+            checked_at=self.clock(),
+            response=response,
+            error=error,
+            request_id=request_id,
+            detail=self.settings.detail,
+        )
+        self.sink.write(record)
+        self.stats.count(record)
+        return record
+
+    def __repr__(self) -> str:
+        return (
+            f"<Engine tokens={self.stats.tokens} requests={self.client.calls} "
+            f"{self.pacer!r} {self.budget!r}>"
+        )
+
+
+def _take(items: Iterator[InputItem], n: int) -> list[InputItem]:
+    batch: list[InputItem] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            break
+    return batch
+
+
+def format_summary(stats: RunStats, pacer: Pacer) -> str:
+    """One line for cron logs: what happened, in numbers."""
+    statuses = ", ".join(f"{s.value} {stats.by_status.get(s.value, 0)}" for s in Status)
+    codes = " ".join(f"{code}:{n}" for code, n in sorted(stats.result_codes.items())) or "none"
+    rate = stats.requests / stats.elapsed if stats.elapsed > 0 else 0.0
+    parts = [
+        f"{stats.tokens} tokens in {stats.elapsed:.1f} s: {statuses}",
+        f"not final {stats.not_final}",
+        f"duplicates skipped {stats.duplicates}",
+        f"result codes {codes}",
+        f"charge_count total {stats.charges}",
+        f"requests {stats.requests} (retries {stats.retries}, throttled {stats.throttles}, "
+        f"slowdowns {pacer.slowdowns})",
+        f"effective rate {rate:.2f} req/s (pacing {pacer.rate:.2f} of {pacer.target_rate:.2f})",
+    ]
+    if stats.budget_denied:
+        parts.append(f"retries refused by the retry budget {stats.budget_denied}")
+    return "summary: " + "; ".join(parts)

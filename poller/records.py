@@ -1,0 +1,159 @@
+"""Result lines (SPEC §4): building them (pure) and writing them (the JSON-lines sink).
+
+A line is written only once a token's outcome is settled for this run, flushed at once, so
+whatever a crash leaves behind is a prefix of complete lines plus at most one torn line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import IO, Any, Final
+
+
+class Status(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    PENDING = "pending"
+    EXPIRED = "expired"
+    INVALID_TOKEN = "invalid_token"
+    ERROR = "error"
+
+
+class Detail(StrEnum):
+    FULL = "full"
+    # For users who only reconcile codes and charges: no `response`, so no personal data.
+    SUMMARY = "summary"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    code: str
+    message: str
+
+
+KEYS: Final = (
+    "token",
+    "status",
+    "final",
+    "result",
+    "description",
+    "charge_count",
+    "request_id",
+    "error",
+    "attempts",
+    "checked_at",
+    "response",
+)
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _str_or_none(value: object) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _int_or_none(value: object) -> int | None:
+    # bool is an int subclass; a `true` ChargeCount is a malformed reply, not a charge of 1.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def build_record(
+    *,
+    token: str,
+    status: Status,
+    final: bool,
+    attempts: int,
+    checked_at: float,
+    response: Mapping[str, Any] | None = None,
+    error: ErrorInfo | None = None,
+    request_id: str | None = None,
+    detail: Detail = Detail.FULL,
+) -> dict[str, Any]:
+    """One output line as a dict; `response` is kept unchanged for passed/failed/pending only."""
+    keep_response = response is not None and status in (
+        Status.PASSED,
+        Status.FAILED,
+        Status.PENDING,
+    )
+    resp: Mapping[str, Any] = response or {}
+    return {
+        "token": token,
+        "status": status.value,
+        "final": final,
+        "result": _str_or_none(resp.get("Result")),
+        "description": _str_or_none(resp.get("Description")),
+        "charge_count": _int_or_none(resp.get("ChargeCount")),
+        "request_id": request_id if request_id is not None else _str_or_none(resp.get("RequestId")),
+        "error": None if error is None else {"code": error.code, "message": error.message},
+        "attempts": attempts,
+        "checked_at": rfc3339(checked_at),
+        "response": dict(resp) if keep_response and detail is Detail.FULL else None,
+    }
+
+
+def encode_record(record: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON plus newline: one line, whatever the response holds."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+class JsonlSink:
+    """Appends lines to a file created 0600 (the lines hold personal data), or to stdout."""
+
+    __slots__ = ("_fh", "_owns", "lines_written", "path")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.lines_written = 0
+        if path == "-":
+            self._fh: IO[bytes] = sys.stdout.buffer
+            self._owns = False
+        else:
+            # O_APPEND: a resumed run adds after what is there and never rewrites a line.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._fh = os.fdopen(fd, "ab", buffering=0)
+            self._owns = True
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        self._fh.write(encode_record(record))
+        self._fh.flush()
+        self.lines_written += 1
+
+    def sync(self) -> None:
+        if self._owns:
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._owns:
+            self.sync()
+            self._fh.close()
+        else:
+            self._fh.flush()
+
+    def __repr__(self) -> str:
+        return f"<JsonlSink path={self.path!r} lines_written={self.lines_written}>"
+
+
+def status_for_result(response: Mapping[str, Any], pending_codes: tuple[str, ...]) -> Status:
+    """`"0"` passed; a pending code or an empty/missing Result means the user has not finished
+    (SPEC §1.4: no "not finished" code is documented, so the set is configurable)."""
+    result = response.get("Result")
+    if result is None or result == "":
+        return Status.PENDING
+    code = result if isinstance(result, str) else json.dumps(result)
+    if code == "0":
+        return Status.PASSED
+    if code in pending_codes:
+        return Status.PENDING
+    return Status.FAILED

@@ -1,0 +1,270 @@
+"""Settings: TOML file, then environment, then flags (flags win) into one frozen object.
+
+Defaults live only in `Settings`' field defaults; config.example.toml mirrors them and a test
+keeps the two in step. Every problem a user can cause is a `ConfigError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import difflib
+import ipaddress
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from poller.records import Detail
+
+DEFAULT_ENDPOINT = "https://faceid.intl.tencentcloudapi.com"
+REGIONS = ("ap-singapore", "ap-bangkok", "ap-hongkong", "ap-jakarta", "sa-saopaulo")
+ENV_PREFIX = "FACEID_POLLER_"
+
+
+class ConfigError(Exception):
+    """A user-caused settings problem; the message is shown as-is, followed by exit 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    secret_id: str
+    secret_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    source: str = "environment"
+
+    def __repr__(self) -> str:  # the key and token never reach a log, even via repr()
+        return f"Credentials(secret_id={self.secret_id!r}, secret_key=***, source={self.source!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of `poller run`. Field comments are the documentation users read."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    region: str = "ap-singapore"
+    language: str = ""  # "", "en-US" or "zh-CN" (X-TC-Language)
+    # The account's quota for this API in requests/s (20 by default, SPEC §1).
+    rate: float = 20.0
+    # Pace this fraction under the quota: network jitter bunches arrivals (SPEC §5).
+    rate_margin: float = 0.05
+    concurrency: int = 32
+    max_attempts: int = 6  # total attempts per token, first one included
+    timeout: float = 10.0  # seconds per request
+    backoff_base: float = 0.5  # full-jitter backoff: uniform(0, min(cap, base * 2**n))
+    backoff_max: float = 20.0
+    # Run-wide retry budget (token bucket): each retry takes 1, each success gives back
+    # `retry_refill`; an outage then ends in `error` lines instead of a retry storm.
+    retry_budget: float = 200.0
+    retry_refill: float = 0.2
+    pending_codes: tuple[str, ...] = ("-999", "17")
+    detail: Detail = Detail.FULL
+    ca_bundle: str = ""
+    max_response_bytes: int = 8 * 1024 * 1024
+    input_format: str = ""  # "", "text", "csv" or "jsonl" ("" = by file extension)
+    credentials: Credentials | None = field(default=None, compare=False)
+
+    @property
+    def pacing_rate(self) -> float:
+        return self.rate * (1.0 - self.rate_margin)
+
+    @property
+    def host(self) -> str:
+        """The Host header, with `:port` when the endpoint has one: that is what gets signed."""
+        return urlsplit(self.endpoint).netloc
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "credentials")
+CREDENTIAL_KEYS = ("secret_id", "secret_key", "session_token")
+
+
+def _suggest(key: str, valid: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    """Turn a TOML, environment or flag value into the field's type, or say what is wrong."""
+    default = getattr(Settings(), name)
+    where = f"{name} (from {origin})"
+    try:
+        if isinstance(default, bool):
+            raise TypeError
+        if isinstance(default, Detail):
+            return Detail(str(value))
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if isinstance(default, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise TypeError
+            return tuple(str(v) for v in value)
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    except (TypeError, ValueError):
+        kind = type(default).__name__ if not isinstance(default, Detail) else "'full' or 'summary'"
+        raise ConfigError(f"{where} must be {kind}, got {value!r}.") from None
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a TOML file.") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied).") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}.") from None
+    return data
+
+
+def _check(s: Settings) -> None:
+    url = urlsplit(s.endpoint)
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise ConfigError(f"endpoint {s.endpoint!r} must be an https:// URL.")
+    if url.path not in ("", "/") or url.query:
+        raise ConfigError(f"endpoint {s.endpoint!r} must not have a path or query.")
+    if url.scheme == "http" and not _is_loopback(url.hostname):
+        raise ConfigError(
+            f"endpoint {s.endpoint!r} uses plain http://, allowed only for a loopback address "
+            "(the simulator); use https://."
+        )
+    if s.region not in REGIONS:
+        raise ConfigError(f"region {s.region!r} is not one of {', '.join(REGIONS)}.")
+    if s.language not in ("", "en-US", "zh-CN"):
+        raise ConfigError(f"language {s.language!r} must be 'en-US', 'zh-CN' or empty.")
+    checks: list[tuple[bool, str]] = [
+        (s.rate > 0, "rate must be above 0 requests per second"),
+        (0 <= s.rate_margin < 1, "rate_margin must be at least 0 and below 1"),
+        (1 <= s.concurrency <= 1024, "concurrency must be between 1 and 1024"),
+        (1 <= s.max_attempts <= 100, "max_attempts must be between 1 and 100"),
+        (s.timeout > 0, "timeout must be above 0 seconds"),
+        (s.backoff_base >= 0 and s.backoff_max >= 0, "backoff_base and backoff_max must be >= 0"),
+        (s.retry_budget >= 0 and s.retry_refill >= 0, "retry_budget and retry_refill must be >= 0"),
+        (s.max_response_bytes >= 1024, "max_response_bytes must be at least 1024"),
+        (s.input_format in ("", "text", "csv", "jsonl"), "input_format must be text, csv or jsonl"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message + ".")
+    if s.ca_bundle and not os.path.isfile(s.ca_bundle):
+        raise ConfigError(f"ca_bundle {s.ca_bundle} is not a readable file.")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_if_exposed(path: str, warnings: list[str]) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.append(
+            f"{path} holds a secret key and can be read by other users; run: chmod 600 {path}"
+        )
+
+
+def _profile_credentials(home: Path, warnings: list[str]) -> Credentials | None:
+    """The official SDK's profile file, `~/.tencentcloud/credentials`, section [default]."""
+    path = home / ".tencentcloud" / "credentials"
+    if not path.is_file():
+        return None
+    parser = configparser.ConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError, OSError):
+        raise ConfigError(f"credentials file {path} is not a valid INI file.") from None
+    if not parser.has_section("default"):
+        return None
+    sec = parser["default"]
+    sid, skey = sec.get("secret_id", "").strip(), sec.get("secret_key", "").strip()
+    if not (sid and skey):
+        return None
+    _warn_if_exposed(str(path), warnings)
+    return Credentials(sid, skey, sec.get("token", "").strip() or None, source=str(path))
+
+
+def resolve_credentials(
+    env: Mapping[str, str],
+    file_values: Mapping[str, Any],
+    config_path: str | None,
+    home: Path,
+    warnings: list[str],
+) -> Credentials | None:
+    """First found wins: environment, then the config file, then the SDK profile (SPEC §3)."""
+    sid, skey = env.get("TENCENTCLOUD_SECRET_ID", ""), env.get("TENCENTCLOUD_SECRET_KEY", "")
+    if sid and skey:
+        return Credentials(sid, skey, env.get("TENCENTCLOUD_TOKEN") or None, source="environment")
+    fid, fkey = file_values.get("secret_id", ""), file_values.get("secret_key", "")
+    if fid or fkey:
+        if not (isinstance(fid, str) and isinstance(fkey, str) and fid and fkey):
+            raise ConfigError(
+                f"config file {config_path} must set both secret_id and secret_key as strings."
+            )
+        if config_path:
+            _warn_if_exposed(config_path, warnings)
+        token = file_values.get("session_token")
+        return Credentials(
+            fid, fkey, token if isinstance(token, str) and token else None, source=str(config_path)
+        )
+    return _profile_credentials(home, warnings)
+
+
+def build_settings(
+    *,
+    config_path: str | None,
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    home: Path | None = None,
+    need_credentials: bool = True,
+) -> tuple[Settings, list[str]]:
+    """Merge defaults < TOML < FACEID_POLLER_* environment < flags; returns settings + warnings."""
+    warnings: list[str] = []
+    file_values = load_toml(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    valid = FIELD_NAMES + CREDENTIAL_KEYS
+    for key, value in file_values.items():
+        if key not in valid:
+            raise ConfigError(
+                f"config file {config_path}: unknown key {key!r}{_suggest(key, valid)}."
+            )
+        if key in FIELD_NAMES:
+            values[key] = _coerce(key, value, f"config file {config_path}")
+    for name in FIELD_NAMES:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _coerce(name, raw, f"environment {ENV_PREFIX}{name.upper()}")
+    for name, value in flags.items():
+        if value is not None:
+            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    creds = resolve_credentials(env, file_values, config_path, home or Path.home(), warnings)
+    if need_credentials and creds is None:
+        raise ConfigError(
+            "no credentials: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, put "
+            "secret_id/secret_key in the config file, or create ~/.tencentcloud/credentials."
+        )
+    settings = Settings(**values, credentials=creds)
+    _check(settings)
+    return settings, warnings
