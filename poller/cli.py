@@ -18,6 +18,7 @@ from poller.client import FaceIdClient
 from poller.engine import Engine, RunStats, format_summary
 from poller.records import JsonlSink
 from poller.settings import ConfigError, Settings, build_settings
+from poller.simulator import command as simulator_command
 from poller.tokens import InputError, InputItem, read_tokens
 
 log = logging.getLogger("poller")
@@ -95,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_parser(sub)
+    simulate = sub.add_parser(
+        "simulate",
+        help="serve the embedded FaceID simulator on 127.0.0.1 (for trials, tests, benchmarks)",
+        description="The embedded FaceID stand-in: signed API, quota, faults, /__stats.",
+    )
+    simulator_command.configure_parser(simulate)
     return parser
 
 
@@ -165,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "simulate":
+            return simulator_command.run_command(args)
         parser.error(f"unknown command {args.command}")
     except (ConfigError, InputError, UserError) as exc:
         print(f"poller: error: {exc}", file=sys.stderr)

@@ -1,0 +1,154 @@
+"""`poller run` as a user runs it: exit statuses, one-sentence errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+
+import pytest
+from aioresponses import aioresponses
+
+from poller.cli import main
+from poller.settings import FIELD_NAMES, Settings
+from tests.helpers import SECRET_ID, SECRET_KEY, URL, ScriptedServer, api_error, ok
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Credentials in the environment and a HOME with no profile file."""
+    for name in list(os.environ):
+        if name.startswith(("TENCENTCLOUD_", "FACEID_POLLER_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def _tokens(tmp_path: Path, *tokens: str) -> str:
+    path = tmp_path / "tokens.txt"
+    path.write_text("# nightly batch\n" + "\n".join(tokens) + "\n")
+    return str(path)
+
+
+def _assert_one_sentence(err: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("poller: error: ")
+    assert "Traceback" not in err
+
+
+def test_fatal_error_exits_3_naming_the_code(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = ScriptedServer({"a": [api_error("AuthFailure.SecretIdNotFound", "no such id")]})
+    out = env / "out.jsonl"
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        code = main(["run", "--tokens", _tokens(env, "a"), "--output", str(out), "-q"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "AuthFailure.SecretIdNotFound" in err
+    assert SECRET_KEY not in err
+    assert out.read_text() == ""
+
+
+def test_successful_run_writes_0600_lines_and_a_summary(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ScriptedServer({"a": [ok()], "b": [ok("2016")]})
+    out = env / "out.jsonl"
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        code = main(["run", "--tokens", _tokens(env, "a", "b"), "--output", str(out)])
+    assert code == 0
+    assert os.stat(out).st_mode & 0o777 == 0o600
+    statuses = sorted(json.loads(line)["status"] for line in out.read_text().splitlines())
+    assert statuses == ["failed", "passed"]
+    err = capsys.readouterr().err
+    assert "summary: 2 tokens" in err
+    assert "passed 1, failed 1" in err
+    assert "result codes 0:1 2016:1" in err
+
+
+def test_output_to_stdout(env: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    server = ScriptedServer({"a": [ok()]})
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        code = main(["run", "--tokens", _tokens(env, "a"), "-q"])
+    assert code == 0
+    line = json.loads(capsysbinary.readouterr().out)
+    assert line["token"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--endpoint", "http://faceid.example.com"], "plain http://"),
+        (["--endpoint", "ftp://127.0.0.1"], "https://"),
+        (["--region", "mars-1"], "region"),
+        (["--rate", "0"], "rate"),
+        (["--concurrency", "0"], "concurrency"),
+        (["--tokens", "/nonexistent/tokens.txt"], "/nonexistent/tokens.txt"),
+        (["--config", "/nonexistent/poller.toml"], "/nonexistent/poller.toml"),
+        (["--output", "/nonexistent-dir/out.jsonl"], "cannot open output"),
+    ],
+)
+def test_user_errors_exit_2_with_one_sentence(
+    env: Path, capsys: pytest.CaptureFixture[str], extra: list[str], needle: str
+) -> None:
+    args = ["run", "--tokens", _tokens(env, "a"), "--output", str(env / "o.jsonl"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    _assert_one_sentence(err)
+    assert needle in err
+
+
+def test_unknown_config_key_suggests_the_nearest(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = env / "poller.toml"
+    config.write_text("rat = 10\n")
+    assert main(["run", "--tokens", _tokens(env, "a"), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    _assert_one_sentence(err)
+    assert "did you mean 'rate'?" in err
+
+
+def test_missing_credentials_exit_2(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TENCENTCLOUD_SECRET_ID")
+    monkeypatch.delenv("TENCENTCLOUD_SECRET_KEY")
+    assert main(["run", "--tokens", _tokens(env, "a")]) == 2
+    err = capsys.readouterr().err
+    _assert_one_sentence(err)
+    assert "TENCENTCLOUD_SECRET_ID" in err
+
+
+def test_help_explains_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--tokens", "--output", "--config", "--endpoint", "--region", "--rate"):
+        assert flag in out
+    for flag in ("--concurrency", "--max-attempts", "--timeout", "--verbose", "--quiet"):
+        assert flag in out
+
+
+def test_config_example_documents_every_key_with_its_default() -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    example = tomllib.loads(text)
+    defaults = Settings()
+    assert set(example) == set(FIELD_NAMES)
+    for key, value in example.items():
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            assert tuple(value) == default, key
+        else:
+            assert value == default, key
+    for secret_key in ("secret_id", "secret_key", "session_token"):
+        assert f"# {secret_key} = " in text

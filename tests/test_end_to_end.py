@@ -1,0 +1,158 @@
+"""The real poller against the embedded simulator on 127.0.0.1: faults, quota, exactness."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from poller.cli import run_job
+from poller.records import JsonlSink
+from poller.settings import Credentials
+from poller.simulator import (
+    DEMO_SECRET_ID,
+    DEMO_SECRET_KEY,
+    RunningSimulator,
+    SimulatorConfig,
+    mint_tokens,
+    running_simulator,
+)
+from poller.tokens import read_tokens
+from tests.helpers import make_settings
+
+DEMO = Credentials(DEMO_SECRET_ID, DEMO_SECRET_KEY)
+SIM_RATE = 200.0
+
+
+async def _mint(sim: RunningSimulator, n: int) -> list[str]:
+    async with aiohttp.ClientSession() as session:
+        return await mint_tokens(
+            session, sim.endpoint, DEMO_SECRET_ID, DEMO_SECRET_KEY, n, rate=SIM_RATE
+        )
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+async def faulty_sim() -> AsyncIterator[RunningSimulator]:
+    config = SimulatorConfig(
+        rate=SIM_RATE,
+        seed=11,
+        pending_share=0.0,
+        fault_rate=0.15,
+        stall_seconds=1.0,
+        latency_ms=4,
+    )
+    async with running_simulator(config) as sim:
+        yield sim
+
+
+async def test_every_token_gets_one_correct_line_under_faults(
+    tmp_path: Path, faulty_sim: RunningSimulator
+) -> None:
+    tokens = await _mint(faulty_sim, 150)
+    tokens_file = tmp_path / "tokens.txt"
+    # Duplicates and an invalid line ride along: one line each, never sent twice.
+    tokens_file.write_text("\n".join([*tokens, tokens[0], "bad\x01token"]) + "\n")
+    out = tmp_path / "out.jsonl"
+    settings = make_settings(
+        endpoint=faulty_sim.endpoint,
+        credentials=DEMO,
+        rate=SIM_RATE,
+        timeout=0.3,  # below stall_seconds: a stall is a timeout, then a retry
+        max_attempts=8,
+        concurrency=16,
+    )
+    before = faulty_sim.stats()["by_action"].get("GetSdkVerificationResult", 0)
+    sink = JsonlSink(str(out))
+    engine = await run_job(settings, read_tokens(str(tokens_file)), sink)
+    sink.close()
+
+    lines = _lines(out)
+    by_token = {line["token"]: line for line in lines}
+    assert len(lines) == len(by_token) == 151
+    assert set(by_token) == {*tokens, "bad\x01token"}
+    assert by_token["bad\x01token"]["status"] == "invalid_token"
+    for token in tokens:
+        line = by_token[token]
+        assert line["final"] is True, line
+        assert line["status"] == ("passed" if line["result"] == "0" else "failed")
+        assert line["response"]["Extra"] == ""
+    stats = faulty_sim.stats()
+    assert stats["signature_failures"] == 0
+    assert stats["max_in_window"] <= SIM_RATE
+    assert stats["throttled"] == 0
+    sent = stats["by_action"]["GetSdkVerificationResult"] - before
+    assert sent == engine.stats.requests == sum(line["attempts"] for line in lines)
+    assert engine.stats.retries > 0  # the faults really happened and were retried
+    assert engine.stats.duplicates == 1
+    assert engine.stats.exit_status() == 0
+
+
+async def test_a_stricter_server_quota_slows_the_poller_down(tmp_path: Path) -> None:
+    """The account's real quota is lower than configured: throttles lower the pacing rate."""
+    async with running_simulator(SimulatorConfig(rate=40, seed=3, pending_share=0.0)) as sim:
+        async with aiohttp.ClientSession() as session:
+            tokens = await mint_tokens(
+                session, sim.endpoint, DEMO_SECRET_ID, DEMO_SECRET_KEY, 80, rate=40
+            )
+        tokens_file = tmp_path / "tokens.txt"
+        tokens_file.write_text("\n".join(tokens) + "\n")
+        out = tmp_path / "out.jsonl"
+        settings = make_settings(
+            endpoint=sim.endpoint, credentials=DEMO, rate=120.0, concurrency=16, max_attempts=10
+        )
+        sink = JsonlSink(str(out))
+        engine = await run_job(settings, read_tokens(str(tokens_file)), sink)
+        sink.close()
+        assert sim.stats()["throttled"] > 0
+    assert engine.pacer.slowdowns >= 1
+    assert engine.pacer.rate < settings.pacing_rate
+    lines = _lines(out)
+    assert len(lines) == 80
+    assert all(line["final"] for line in lines)
+
+
+async def test_cli_subprocess_against_the_simulator(tmp_path: Path) -> None:
+    async with running_simulator(SimulatorConfig(rate=SIM_RATE, pending_share=0.0)) as sim:
+        tokens = await _mint(sim, 30)
+        tokens_file = tmp_path / "tokens.csv"
+        tokens_file.write_text("SdkToken,issued_at\n" + "".join(f"{t},\n" for t in tokens))
+        out = tmp_path / "out.jsonl"
+        env = {
+            **os.environ,
+            "TENCENTCLOUD_SECRET_ID": DEMO_SECRET_ID,
+            "TENCENTCLOUD_SECRET_KEY": DEMO_SECRET_KEY,
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "poller",
+            "run",
+            "--tokens",
+            str(tokens_file),
+            "--output",
+            str(out),
+            "--endpoint",
+            sim.endpoint,
+            "--rate",
+            str(SIM_RATE),
+            env=env,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+    text = stderr.decode()
+    assert proc.returncode == 0, text
+    assert "summary: 30 tokens" in text
+    assert DEMO_SECRET_KEY not in text
+    assert len(_lines(out)) == 30
+    assert os.stat(out).st_mode & 0o777 == 0o600

@@ -1,0 +1,264 @@
+"""The engine over mocked HTTP (aioresponses): every path a token can take to its line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aioresponses import CallbackResult, aioresponses
+
+from poller.client import FaceIdClient
+from poller.engine import Engine
+from poller.pacing import RetryBudget
+from poller.records import JsonlSink
+from poller.settings import Settings
+from poller.tokens import BadEntry, InputItem, TokenEntry
+from tests.helpers import URL, ScriptedServer, Step, api_error, make_settings, ok
+
+
+@dataclass
+class Harness:
+    engine: Engine
+    server: ScriptedServer
+    out: Path
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.read_text().splitlines()]
+
+    def by_token(self) -> dict[str, dict[str, Any]]:
+        lines = self.lines()
+        tokens = [line["token"] for line in lines]
+        assert len(tokens) == len(set(tokens)), "a token got more than one line"
+        return {line["token"]: line for line in lines}
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+async def run_engine(
+    tmp_path: Path,
+    session: aiohttp.ClientSession,
+    scripts: dict[str, list[Step]],
+    items: list[InputItem] | None = None,
+    settings: Settings | None = None,
+    budget: RetryBudget | None = None,
+) -> Harness:
+    settings = settings or make_settings()
+    server = ScriptedServer(scripts)
+    out = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(out))
+    engine = Engine(settings, FaceIdClient(session, settings), sink, budget=budget)
+    feed: Iterator[InputItem] = iter(
+        items if items is not None else [TokenEntry(t, n, None) for n, t in enumerate(scripts, 1)]
+    )
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        await engine.run(feed)
+    sink.close()
+    return Harness(engine, server, out)
+
+
+async def test_a_token_that_passes(tmp_path: Path, session: aiohttp.ClientSession) -> None:
+    h = await run_engine(tmp_path, session, {"tok-pass": [ok("0", Extra="order-1")]})
+    line = h.by_token()["tok-pass"]
+    assert line["status"] == "passed"
+    assert line["final"] is True
+    assert line["result"] == "0"
+    assert line["attempts"] == 1
+    assert line["charge_count"] == 1
+    assert line["response"]["Extra"] == "order-1"
+    assert line["error"] is None
+    assert h.engine.stats.exit_status() == 0
+    assert h.server.calls["tok-pass"] == 1
+
+
+async def test_a_token_that_fails_with_a_non_zero_result(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    h = await run_engine(tmp_path, session, {"tok-fail": [ok("1005")]})
+    line = h.by_token()["tok-fail"]
+    assert (line["status"], line["final"], line["result"]) == ("failed", True, "1005")
+    assert h.engine.stats.result_codes == {"1005": 1}
+    assert h.engine.stats.exit_status() == 0
+
+
+TRANSIENT_FAULTS: dict[str, Step] = {
+    "internal_error": api_error("InternalError"),
+    "html_502": CallbackResult(status=502, body="<html><body>Bad Gateway</body></html>"),
+    "http_503": CallbackResult(status=503, body="Service Unavailable"),
+    "truncated_json": CallbackResult(status=200, body='{"Response": {"Result": "0", "Desc'),
+    "connection_reset": aiohttp.ServerDisconnectedError(),
+    "connection_refused": aiohttp.ClientOSError(104, "Connection reset by peer"),
+    "timeout": TimeoutError(),
+}
+
+
+@pytest.mark.parametrize("fault", list(TRANSIENT_FAULTS))
+async def test_transient_fault_is_retried_then_passes(
+    tmp_path: Path, session: aiohttp.ClientSession, fault: str
+) -> None:
+    step = TRANSIENT_FAULTS[fault]
+    h = await run_engine(tmp_path, session, {"tok": [step, step, ok("0")]})
+    line = h.by_token()["tok"]
+    assert line["status"] == "passed"
+    assert line["attempts"] == 3
+    assert h.server.calls["tok"] == 3
+    assert h.engine.stats.retries == 2
+    # Every attempt, retries included, took a pacer slot.
+    assert h.engine.pacer.acquired == 3
+
+
+async def test_throttle_then_pass_lowers_the_rate(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    h = await run_engine(tmp_path, session, {"tok": [api_error("RequestLimitExceeded"), ok()]})
+    line = h.by_token()["tok"]
+    assert (line["status"], line["attempts"]) == ("passed", 2)
+    stats, pacer = h.engine.stats, h.engine.pacer
+    assert stats.throttles == 1
+    assert pacer.slowdowns == 1
+    assert pacer.rate < pacer.target_rate
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("InvalidParameterValue.BizTokenIllegal", "invalid_token"),
+        ("FailedOperation.InvalidTokenParameter", "invalid_token"),
+        ("InvalidParameterValue.BizTokenExpired", "expired"),
+        ("FailedOperation.NewCodeNobodyKnows", "error"),
+    ],
+)
+async def test_per_token_errors_are_final_and_not_retried(
+    tmp_path: Path, session: aiohttp.ClientSession, code: str, status: str
+) -> None:
+    h = await run_engine(tmp_path, session, {"tok": [api_error(code, "why")], "next": [ok()]})
+    line = h.by_token()["tok"]
+    assert (line["status"], line["final"], line["attempts"]) == (status, True, 1)
+    assert line["error"] == {"code": code, "message": "why"}
+    assert line["response"] is None
+    assert line["request_id"] == "req-err"
+    assert h.by_token()["next"]["status"] == "passed"  # the run went on
+    assert h.engine.stats.exit_status() == 0
+
+
+async def test_forever_transient_ends_as_error_not_final(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    h = await run_engine(tmp_path, session, {"tok": [api_error("InternalError", "boom")]})
+    line = h.by_token()["tok"]
+    assert (line["status"], line["final"]) == ("error", False)
+    assert line["attempts"] == 6  # max_attempts default: total attempts, first included
+    assert line["error"]["code"] == "InternalError"
+    assert h.server.calls["tok"] == 6
+    assert h.engine.stats.exit_status() == 1
+
+
+async def test_fatal_code_stops_the_run_and_leaves_later_tokens_untouched(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    scripts: dict[str, list[Step]] = {
+        "first": [ok()],
+        "bad": [api_error("AuthFailure.SignatureFailure", "signature mismatch")],
+        "later-1": [ok()],
+        "later-2": [ok()],
+    }
+    h = await run_engine(tmp_path, session, scripts, settings=make_settings(concurrency=1))
+    assert set(h.by_token()) == {"first"}
+    assert h.server.calls.get("later-1", 0) == 0
+    assert h.server.calls.get("later-2", 0) == 0
+    assert h.server.calls["bad"] == 1  # fatal is never retried
+    fatal = h.engine.stats.fatal
+    assert fatal is not None
+    assert fatal.code == "AuthFailure.SignatureFailure"
+    assert h.engine.stats.exit_status() == 3
+
+
+async def test_signature_expire_is_resigned_once(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    h = await run_engine(
+        tmp_path, session, {"tok": [api_error("AuthFailure.SignatureExpire"), ok()]}
+    )
+    assert h.by_token()["tok"]["attempts"] == 2
+    assert h.engine.stats.exit_status() == 0
+
+
+async def test_signature_expire_twice_means_the_clock_is_wrong(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    h = await run_engine(tmp_path, session, {"tok": [api_error("AuthFailure.SignatureExpire")]})
+    assert h.server.calls["tok"] == 2
+    fatal = h.engine.stats.fatal
+    assert fatal is not None
+    assert "clock" in fatal.message
+    assert h.engine.stats.exit_status() == 3
+    assert h.lines() == []
+
+
+async def test_retry_budget_caps_the_whole_runs_retries(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    scripts: dict[str, list[Step]] = {f"t{i}": [api_error("InternalError")] for i in range(5)}
+    h = await run_engine(tmp_path, session, scripts, budget=RetryBudget(capacity=3, refill=0))
+    lines = h.by_token()
+    assert len(lines) == 5
+    assert sum(h.server.calls.values()) == 5 + 3  # first attempts plus the budget, no more
+    assert h.engine.stats.retries == 3
+    assert h.engine.budget.denied == 5
+    assert all(line["status"] == "error" and not line["final"] for line in lines.values())
+    assert any("retry budget" in line["error"]["message"] for line in lines.values())
+
+
+async def test_duplicates_are_queried_and_reported_once(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    items: list[InputItem] = [
+        TokenEntry("a", 1, None),
+        TokenEntry("b", 2, None),
+        TokenEntry("a", 3, None),
+    ]
+    h = await run_engine(tmp_path, session, {"a": [ok()], "b": [ok()]}, items=items)
+    assert sorted(h.by_token()) == ["a", "b"]
+    assert h.server.calls["a"] == 1
+    assert h.engine.stats.duplicates == 1
+
+
+async def test_bad_input_gets_an_invalid_token_line_and_is_never_sent(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    items: list[InputItem] = [
+        BadEntry("x" * 300, 1, "line 1: token is longer than 256 characters"),
+        TokenEntry("good", 2, None),
+    ]
+    h = await run_engine(tmp_path, session, {"good": [ok()]}, items=items)
+    bad = h.by_token()["x" * 300]
+    assert (bad["status"], bad["final"], bad["attempts"]) == ("invalid_token", True, 0)
+    assert "line 1" in bad["error"]["message"]
+    assert dict(h.server.calls) == {"good": 1}
+
+
+async def test_pending_result_is_not_final(tmp_path: Path, session: aiohttp.ClientSession) -> None:
+    h = await run_engine(tmp_path, session, {"p1": [ok("-999")], "p2": [ok("")]})
+    lines = h.by_token()
+    assert {line["status"] for line in lines.values()} == {"pending"}
+    assert not any(line["final"] for line in lines.values())
+    assert h.engine.stats.exit_status() == 1
+
+
+async def test_every_request_is_signed_afresh(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    h = await run_engine(tmp_path, session, {"tok": [api_error("InternalError"), ok()]})
+    assert len(h.server.headers) == 2
+    for headers in h.server.headers:
+        assert headers["X-TC-Action"] == "GetSdkVerificationResult"
+        assert headers["Authorization"].startswith("TC3-HMAC-SHA256 Credential=AKIDtest")
