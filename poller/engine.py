@@ -74,7 +74,11 @@ class RunStats:
     retries: int = 0
     throttles: int = 0
     duplicates: int = 0
+    skipped_final: int = 0  # already final in the output file (resume)
+    expired_local: int = 0  # older than max_token_age by their issued_at: never sent
+    rechecks: int = 0  # re-polls of pending tokens within the run
     budget_denied: int = 0
+    last_success: float | None = None  # wall-clock time of the last well-formed API answer
     started: float = 0.0
     finished: float = 0.0
     fatal: FatalRunError | None = None
@@ -85,7 +89,9 @@ class RunStats:
 
     @property
     def elapsed(self) -> float:
-        return max(self.finished - self.started, 0.0)
+        """Seconds since the start; while running, up to now."""
+        end = self.finished or time.time()
+        return max(end - self.started, 0.0)
 
     def count(self, record: dict[str, Any]) -> None:
         self.by_status[record["status"]] += 1
@@ -174,7 +180,6 @@ class Engine:
             self.stats.fatal = fatal
         finally:
             self.stats.finished = self.clock()
-            self.stats.requests = self.client.calls
             self.stats.budget_denied = self.budget.denied
         return self.stats
 
@@ -235,11 +240,13 @@ class Engine:
     async def _attempt(self, token: str, state: _TokenState) -> Reply:
         await self.pacer.acquire()
         state.attempts += 1
+        self.stats.requests += 1
         try:
             reply = await self.client.get_result(token)
         except TransportFault as fault:
             log.debug("token %s attempt %d: %s", token, state.attempts, fault)
             raise RetryableFault(ErrorClass.TRANSIENT, fault.code, fault.message) from None
+        self.stats.last_success = self.clock()
         if reply.error is None:
             self.pacer.on_success()
             self.budget.on_success()
