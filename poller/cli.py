@@ -7,17 +7,14 @@ import asyncio
 import itertools
 import logging
 import os
-import ssl
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import aiohttp
-
-from poller.client import FaceIdClient
-from poller.engine import Engine, RunStats, format_summary
+from poller.engine import RunStats, format_summary
 from poller.records import JsonlSink
-from poller.settings import ConfigError, Settings, build_settings
+from poller.runner import run_job
+from poller.settings import ConfigError, build_settings
 from poller.simulator import command as simulator_command
 from poller.tokens import InputError, InputItem, read_tokens
 
@@ -122,23 +119,6 @@ def _open_input(path: str, fmt: str | None) -> Iterator[InputItem]:
     return items if first is None else itertools.chain([first], items)
 
 
-def _ssl_context(settings: Settings) -> ssl.SSLContext:
-    # TLS verification is always on; a corporate CA bundle is added, never a bypass.
-    context = ssl.create_default_context()
-    if settings.ca_bundle:
-        context.load_verify_locations(cafile=settings.ca_bundle)
-    return context
-
-
-async def run_job(settings: Settings, items: Iterator[InputItem], sink: JsonlSink) -> Engine:
-    connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=_ssl_context(settings))
-    # trust_env: HTTPS_PROXY/NO_PROXY are honoured for corporate networks.
-    async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
-        engine = Engine(settings, FaceIdClient(session, settings), sink)
-        await engine.run(items)
-    return engine
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, args.quiet)
     flags = {name: getattr(args, name) for name in RUN_FLAGS}
@@ -151,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot open output {args.output}: {exc.strerror}.") from None
     try:
-        engine = asyncio.run(run_job(settings, items, sink))
+        engine = asyncio.run(run_job(settings, items, sink, handle_signals=True))
     finally:
         sink.close()
     stats: RunStats = engine.stats

@@ -62,6 +62,15 @@ class Settings:
     retry_budget: float = 200.0
     retry_refill: float = 0.2
     pending_codes: tuple[str, ...] = ("-999", "17")
+    # A pending token is asked again after recheck_after seconds, for up to max_pending_wait
+    # seconds in all; still pending then, it gets a `pending` line and the next run asks again.
+    recheck_after: float = 30.0
+    max_pending_wait: float = 120.0
+    # Tokens answer for 72 h after issue (SPEC §1): with `issued_at` in the input, older tokens
+    # get an `expired` line without a request. 0 turns the local check off.
+    max_token_age: float = 72 * 3600.0
+    # On SIGINT/SIGTERM, requests in flight get this long to finish and be written.
+    grace_period: float = 10.0
     detail: Detail = Detail.FULL
     ca_bundle: str = ""
     max_response_bytes: int = 8 * 1024 * 1024
@@ -157,6 +166,10 @@ def _check(s: Settings) -> None:
         (s.backoff_base >= 0 and s.backoff_max >= 0, "backoff_base and backoff_max must be >= 0"),
         (s.retry_budget >= 0 and s.retry_refill >= 0, "retry_budget and retry_refill must be >= 0"),
         (s.max_response_bytes >= 1024, "max_response_bytes must be at least 1024"),
+        (s.recheck_after > 0, "recheck_after must be above 0 seconds"),
+        (s.max_pending_wait >= 0, "max_pending_wait must be >= 0 seconds"),
+        (s.max_token_age >= 0, "max_token_age must be >= 0 seconds (0 = no local check)"),
+        (s.grace_period >= 0, "grace_period must be >= 0 seconds"),
         (s.input_format in ("", "text", "csv", "jsonl"), "input_format must be text, csv or jsonl"),
     ]
     for ok, message in checks:
