@@ -8,15 +8,18 @@ import itertools
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from poller.engine import RunStats, format_summary
+from poller.plan import format_plan, make_plan
 from poller.records import JsonlSink
 from poller.runner import run_job
 from poller.settings import ConfigError, build_settings
 from poller.simulator import command as simulator_command
 from poller.tokens import InputError, InputItem, read_tokens
+from poller.triage import Triage
 
 log = logging.getLogger("poller")
 
@@ -68,6 +71,29 @@ def _add_run_parser(sub: Any) -> None:
         choices=("full", "summary"),
         help="summary leaves out `response` (the personal data) from every line",
     )
+    p.add_argument(
+        "--recheck-after", type=float, help="seconds before asking about a pending token again"
+    )
+    p.add_argument(
+        "--max-pending-wait",
+        type=float,
+        help="seconds a pending token is re-checked within the run (then a `pending` line)",
+    )
+    p.add_argument(
+        "--max-token-age",
+        type=float,
+        help="seconds after issued_at a token is expired without a call (default 259200 = 72 h)",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=float,
+        help="on SIGINT/SIGTERM, seconds in-flight requests get to finish (default 10)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and check the input and settings, print the plan; make no request",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
 
@@ -83,6 +109,10 @@ RUN_FLAGS = (
     "timeout",
     "detail",
     "input_format",
+    "recheck_after",
+    "max_pending_wait",
+    "max_token_age",
+    "grace_period",
 )
 
 
@@ -126,6 +156,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in warnings:
         log.warning("warning: %s", warning)
     items = _open_input(args.tokens, settings.input_format or None)
+    if args.dry_run:
+        triage = Triage(max_token_age=settings.max_token_age, clock=time.time)
+        plan = make_plan(items, triage)
+        print(format_plan(plan, settings, tokens=args.tokens, output=args.output))
+        return 0
     try:
         sink = JsonlSink(args.output)
     except OSError as exc:

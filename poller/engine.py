@@ -36,7 +36,8 @@ from poller.records import (
     status_for_result,
 )
 from poller.settings import Settings
-from poller.tokens import BadEntry, InputItem, TokenEntry
+from poller.tokens import BadEntry, InputItem
+from poller.triage import Triage, Verdict
 from poller.workqueue import Job, WorkQueue
 
 log = logging.getLogger("poller")
@@ -166,9 +167,10 @@ class Engine:
         self._backoff = wait_random_exponential(
             multiplier=settings.backoff_base, max=settings.backoff_max
         )
-        self._seen: set[str] = set()
-        # Tokens that already have a final line in the output (resume): skipped, not queried.
-        self._already_final = already_final or (lambda _token: False)
+        # Tokens that already have a final line in the output (resume) are skipped.
+        self._triage = Triage(
+            max_token_age=settings.max_token_age, clock=clock, already_final=already_final
+        )
         self._queue = WorkQueue(settings.concurrency * 4)
         self._workers: list[asyncio.Task[None]] = []
         self._producer: asyncio.Task[None] | None = None
@@ -200,43 +202,34 @@ class Engine:
             for item in batch:
                 if self._queue.stopped:
                     return
-                if item.token in self._seen:
-                    self.stats.duplicates += 1
-                    continue
-                self._seen.add(item.token)
-                if self._already_final(item.token):
-                    self.stats.skipped_final += 1
-                elif isinstance(item, BadEntry):
-                    self._emit(
-                        token=item.token,
-                        status=Status.INVALID_TOKEN,
-                        final=True,
-                        attempts=0,
-                        error=ErrorInfo("InvalidInput", item.reason),
-                    )
-                elif (age := self._too_old(item)) is not None:
-                    self.stats.expired_local += 1
-                    self._emit(
-                        token=item.token,
-                        status=Status.EXPIRED,
-                        final=True,
-                        attempts=0,
-                        error=ErrorInfo(
-                            "TokenTooOld",
-                            f"issued {age / 3600:.1f} h ago, past the "
-                            f"{self.settings.max_token_age / 3600:g} h query window; not sent",
-                        ),
-                    )
-                elif not await self._queue.put(Job(item.token, item.line, item.issued_at)):
-                    return
+                verdict = self._triage(item)
+                if verdict is Verdict.QUERY:
+                    if not await self._queue.put(Job(item.token, item.line)):
+                        return
+                else:
+                    self._settle_locally(item, verdict)
         await self._queue.close_input()
 
-    def _too_old(self, item: TokenEntry) -> float | None:
-        """A token past the 72 h window cannot answer: don't spend quota finding that out."""
-        if item.issued_at is None or self.settings.max_token_age <= 0:
-            return None
-        age = self.clock() - item.issued_at
-        return age if age > self.settings.max_token_age else None
+    def _settle_locally(self, item: InputItem, verdict: Verdict) -> None:
+        """Tokens decided without a request: duplicates, resumed, invalid, too old."""
+        if verdict is Verdict.DUPLICATE:
+            self.stats.duplicates += 1
+        elif verdict is Verdict.ALREADY_FINAL:
+            self.stats.skipped_final += 1
+        elif isinstance(item, BadEntry):
+            error = ErrorInfo("InvalidInput", item.reason)
+            self._emit(
+                token=item.token, status=Status.INVALID_TOKEN, final=True, attempts=0, error=error
+            )
+        else:
+            age = self._triage.age(item.issued_at) or 0.0
+            self.stats.expired_local += 1
+            error = ErrorInfo(
+                "TokenTooOld",
+                f"issued {age / 3600:.1f} h ago, past the "
+                f"{self.settings.max_token_age / 3600:g} h query window; not sent",
+            )
+            self._emit(token=item.token, status=Status.EXPIRED, final=True, attempts=0, error=error)
 
     async def _work(self) -> None:
         while (job := await self._queue.get()) is not None:

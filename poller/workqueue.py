@@ -27,7 +27,6 @@ class Job:
 
     token: str
     line: int = 0
-    issued_at: float | None = None
     attempts: int = 0
     first_pending_at: float | None = None  # loop time of the first pending answer
     last_response: dict[str, Any] | None = field(default=None, repr=False)
