@@ -85,15 +85,17 @@ class LineReader:
         self.read = 0
         self.unreadable = 0
         self.unreadable_lines: list[int] = []
-        self._interned: dict[Entry, Entry] = {}
+        self._interned: dict[tuple[object, ...], Entry] = {}
 
-    def entries(self, lines: Iterable[bytes]) -> Iterator[TokenEntry]:
+    def entries(self, lines: Iterable[bytes]) -> Iterator[tuple[str, Entry]]:
+        """(token, entry) for every readable line, in file order."""
+        parse = self._parse
         for raw in lines:
             self.line_no += 1
             if not raw or raw.isspace():
                 continue
             self.read += 1
-            parsed = self._parse(raw)
+            parsed = parse(raw)
             if parsed is None:
                 self.unreadable += 1
                 if len(self.unreadable_lines) < UNREADABLE_SHOWN:
@@ -104,7 +106,7 @@ class LineReader:
     def stats(self, superseded: int) -> LineStats:
         return LineStats(self.read, self.unreadable, tuple(self.unreadable_lines), superseded)
 
-    def _parse(self, raw: bytes) -> TokenEntry | None:
+    def _parse(self, raw: bytes) -> tuple[str, Entry] | None:
         try:
             obj: object = json.loads(raw)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -124,22 +126,20 @@ class LineReader:
             final = status is not Status.PENDING
         charge = obj.get("charge_count")
         error = obj.get("error")
-        entry = Entry(
+        fields = (
             status,
             final,
             _code(obj.get("result")),
             charge if isinstance(charge, int) and not isinstance(charge, bool) else 0,
             _code(error.get("code")) if isinstance(error, dict) else None,
         )
-        return TokenEntry(token, self._intern(entry))
-
-    def _intern(self, entry: Entry) -> Entry:
-        shared = self._interned.get(entry)
-        if shared is not None:
-            return shared
-        if len(self._interned) < _INTERN_MAX:
-            self._interned[entry] = entry
-        return entry
+        # Look the plain tuple up first: building the NamedTuple is the slow part of a line.
+        entry = self._interned.get(fields)
+        if entry is None:
+            entry = Entry._make(fields)
+            if len(self._interned) < _INTERN_MAX:
+                self._interned[fields] = entry
+        return token, entry
 
     def __repr__(self) -> str:
         return (

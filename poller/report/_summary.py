@@ -84,38 +84,41 @@ class Report:
 
 
 class _Tally:
-    __slots__ = ("by_result", "by_status", "charges", "error_codes", "not_final", "tokens")
+    """Counts tokens per distinct entry (there are few), and derives every figure from that."""
+
+    __slots__ = ("counts", "not_final")
 
     def __init__(self) -> None:
-        self.tokens = 0
-        self.by_status: Counter[Status] = Counter()
-        self.by_result: Counter[str] = Counter()
-        self.error_codes: Counter[str] = Counter()
-        self.charges = 0
+        self.counts: Counter[Entry] = Counter()
         self.not_final: list[TokenEntry] = []
 
     def add(self, token: str, entry: Entry) -> None:
-        self.tokens += 1
-        self.by_status[entry.status] += 1
-        if entry.result is not None:
-            self.by_result[entry.result] += 1
-        elif entry.status is Status.PENDING:
-            self.by_result[""] += 1
-        if entry.status in ERROR_STATUSES:
-            self.error_codes[entry.error_code or NO_ERROR_CODE] += 1
-        self.charges += entry.charge_count
+        self.counts[entry] += 1
         if not entry.final:
             self.not_final.append(TokenEntry(token, entry))
 
     def report(self, source: str, lines: LineStats) -> Report:
+        by_status: Counter[Status] = Counter()
+        by_result: Counter[str] = Counter()
+        error_codes: Counter[str] = Counter()
+        charges = 0
+        for entry, n in self.counts.items():
+            by_status[entry.status] += n
+            if entry.result is not None:
+                by_result[entry.result] += n
+            elif entry.status is Status.PENDING:
+                by_result[""] += n
+            if entry.status in ERROR_STATUSES:
+                error_codes[entry.error_code or NO_ERROR_CODE] += n
+            charges += entry.charge_count * n
         return Report(
             source=source,
             lines=lines,
-            tokens=self.tokens,
-            by_status={status: self.by_status[status] for status in Status},
-            by_result=_by_count(self.by_result),
-            charge_count=self.charges,
-            error_codes=_by_count(self.error_codes),
+            tokens=by_status.total(),
+            by_status={status: by_status[status] for status in Status},
+            by_result=_by_count(by_result),
+            charge_count=charges,
+            error_codes=_by_count(error_codes),
             not_final=tuple(self.not_final),
         )
 
@@ -138,11 +141,12 @@ def summarize(source: Iterable[bytes] | Index, name: str = "-") -> Report:
     reader = LineReader()
     waiting: dict[str, Entry] = {}  # token → its latest line, while that line is not final
     superseded = 0
+    counts = tally.counts  # the per-line loop, inlined: it runs millions of times
     for token, entry in reader.entries(source):
-        if waiting.pop(token, None) is not None:
+        if waiting and waiting.pop(token, None) is not None:
             superseded += 1
         if entry.final:
-            tally.add(token, entry)
+            counts[entry] += 1
         else:
             waiting[token] = entry
     for token, entry in waiting.items():
