@@ -4,6 +4,11 @@ Pure functions do the work and never touch a file: `summarize(lines)` streams a 
 a `Report`, `load(lines)` indexes one (token → last entry), `diff(older, newer)` compares two, and
 `render(report, diff, fmt)` formats the result (the format choices are described in
 `poller.report._render`). `configure_parser` and `run_command` are the command-line edge.
+
+Memory: the plain summary keeps only the tokens whose latest line is not final, which is exact for
+any file the poller wrote (a resumed run never adds a line after a token's final line). With
+`--against` both files are indexed (token → last entry, the entry tuples shared), and the summary
+is taken from that index, so "the last line wins" holds for every token even in joined files.
 """
 
 from poller.report._command import configure_parser, run_command

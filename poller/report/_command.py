@@ -35,7 +35,7 @@ def _limit(text: str) -> int:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the `report` arguments to `parser` (a subcommand parser, or a parser of its own)."""
-    parser.description = (
+    parser.description = parser.description or (
         "Summarize a results file (the JSON lines `poller run` writes): tokens by status and by "
         "result code with its meaning, charges, pass rate, error codes and the tokens that are "
         "not final yet. The last line for a token wins. With --against, also what changed per "

@@ -171,7 +171,7 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
     for code, n in report.error_codes.items():
         yield "error_code", code, n, ""
     for item in report.not_final:
-        yield "not_final", item.token, item.entry.status.value, _code(item.entry.code)
+        yield "not_final", item.token, item.entry.status.value, _show(item.entry.code)
     if diff is None:
         return
     yield "diff", "against", diff.older_source, ""
@@ -185,24 +185,24 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
     for (old, new), n in diff.transitions.items():
         yield "transition", f"{old}->{new}", n, ""
     for (status, old_code, new_code), n in diff.code_changes.items():
-        yield "code_change", f"{_code(old_code)}->{_code(new_code)}", n, status.value
+        yield "code_change", f"{_show(old_code)}->{_show(new_code)}", n, status.value
     for change in diff.changed:
         yield (
             "changed",
             change.token,
             f"{change.old.status}->{change.new.status}",
-            f"{_code(change.old.code)}->{_code(change.new.code)}",
+            f"{_show(change.old.code)}->{_show(change.new.code)}",
         )
     for item in diff.only_in_newer:
-        yield "new", item.token, item.entry.status.value, _code(item.entry.code)
+        yield "new", item.token, item.entry.status.value, _show(item.entry.code)
     for item in diff.only_in_older:
-        yield "dropped", item.token, item.entry.status.value, _code(item.entry.code)
+        yield "dropped", item.token, item.entry.status.value, _show(item.entry.code)
 
 
 # --- shared by text and markdown --------------------------------------------------------------
 
 
-def _code(code: str | None) -> str:
+def _show(code: str | None) -> str:
     return code or "-"
 
 
@@ -274,7 +274,7 @@ def _status_rows(report: Report) -> list[Row]:
 
 
 def _result_rows(report: Report) -> list[Row]:
-    return [(_code(code), _num(n), meaning(code)) for code, n in report.by_result.items()]
+    return [(_show(code), _num(n), meaning(code)) for code, n in report.by_result.items()]
 
 
 def _error_rows(report: Report) -> list[Row]:
@@ -282,7 +282,7 @@ def _error_rows(report: Report) -> list[Row]:
 
 
 def _token_rows(items: Sequence[TokenEntry], clean: Callable[[str], str]) -> list[Row]:
-    return [(clean(i.token), i.entry.status.value, clean(_code(i.entry.code))) for i in items]
+    return [(clean(i.token), i.entry.status.value, clean(_show(i.entry.code))) for i in items]
 
 
 def _change_rows(changes: Sequence[Change], clean: Callable[[str], str]) -> list[Row]:
@@ -290,9 +290,9 @@ def _change_rows(changes: Sequence[Change], clean: Callable[[str], str]) -> list
         (
             clean(c.token),
             c.old.status.value,
-            clean(_code(c.old.code)),
+            clean(_show(c.old.code)),
             c.new.status.value,
-            clean(_code(c.new.code)),
+            clean(_show(c.new.code)),
         )
         for c in changes
     ]
@@ -304,7 +304,7 @@ def _transition_rows(diff: Diff) -> list[Row]:
 
 def _code_change_rows(diff: Diff, clean: Callable[[str], str]) -> list[Row]:
     return [
-        (status.value, clean(_code(old)), clean(_code(new)), _num(n))
+        (status.value, clean(_show(old)), clean(_show(new)), _num(n))
         for (status, old, new), n in diff.code_changes.items()
     ]
 
