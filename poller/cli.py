@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from poller import report as report_command
 from poller.engine import RunStats, format_summary
 from poller.plan import format_plan, make_plan
 from poller.records import JsonlSink
@@ -129,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="The embedded FaceID stand-in: signed API, quota, faults, /__stats.",
     )
     simulator_command.configure_parser(simulate)
+    report = sub.add_parser(
+        "report",
+        help="totals, pass rate, charges and unfinished tokens of a results file; diff two runs",
+        description=(
+            "Read a results file (JSON lines written by `poller run`) and report totals by "
+            "status and result code, total charge_count, the pass rate and the tokens that are "
+            "not final; --against OLDER shows what changed between two runs."
+        ),
+    )
+    report_command.configure_parser(report)
     return parser
 
 
@@ -187,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "report":
+            return report_command.run_command(args)
         if args.command == "simulate":
             return simulator_command.run_command(args)
         parser.error(f"unknown command {args.command}")
