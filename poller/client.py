@@ -58,7 +58,7 @@ def parse_reply(status: int, body: bytes) -> Reply:
         snippet = body[:80].decode("utf-8", "replace").strip().replace("\n", " ")
         raise TransportFault(f"Transport.HTTP{status}", f"HTTP {status}: {snippet!r}")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         # RecursionError: a deeply nested body must end as a fault, never as a crash.
         raise TransportFault(
@@ -76,6 +76,11 @@ def parse_reply(status: int, body: bytes) -> Reply:
     if not isinstance(code, str) or not code:
         raise TransportFault("Transport.BadBody", "Response.Error has no Code")
     return Reply(response, ApiError(code, message if isinstance(message, str) else ""))
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN/Infinity are not JSON: accepting them would put non-JSON into the output lines.
+    raise ValueError(f"{name} is not JSON")
 
 
 def build_headers(
@@ -138,8 +143,14 @@ class FaceIdClient:
         headers = build_headers(settings, settings.credentials, payload, int(self._clock()))
         self.calls += 1
         try:
+            # No redirects: a 3xx is a transport fault (SPEC §1.2), and following one would
+            # send X-TC-Token to whatever host the Location names.
             async with self.session.post(
-                self._url, data=payload, headers=headers, timeout=self._timeout
+                self._url,
+                data=payload,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
                 body = await _read_capped(resp, settings.max_response_bytes)
                 return parse_reply(resp.status, body)
