@@ -22,6 +22,10 @@ SERVICE = "faceid"
 VERSION = "2018-03-01"
 ACTION = "GetSdkVerificationResult"
 CONTENT_TYPE = "application/json"  # exactly what is signed (SPEC §1)
+# Real replies nest about 6 levels (Response > CardVerifyResults > [] > NormalCardInfo > ...).
+# json.loads accepts nearly 1000 levels, but a reply that deep cannot be written back out
+# (json.dumps hits the recursion limit one level further down, inside the output line).
+MAX_DEPTH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,8 @@ def parse_reply(status: int, body: bytes) -> Reply:
         raise TransportFault(
             "Transport.BadBody", f"the body is not complete JSON ({len(body)} bytes)"
         ) from None
+    if _deeper_than(data, MAX_DEPTH):
+        raise TransportFault("Transport.BadBody", f"the JSON body nests over {MAX_DEPTH} levels")
     response = data.get("Response") if isinstance(data, dict) else None
     if not isinstance(response, dict):
         raise TransportFault("Transport.BadBody", "the JSON body has no Response object")
@@ -76,6 +82,23 @@ def parse_reply(status: int, body: bytes) -> Reply:
     if not isinstance(code, str) or not code:
         raise TransportFault("Transport.BadBody", "Response.Error has no Code")
     return Reply(response, ApiError(code, message if isinstance(message, str) else ""))
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists/objects nest more than `limit` levels; iterative, so it cannot recurse."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _reject_constant(name: str) -> Any:

@@ -141,6 +141,8 @@ def test_http_fault_message_is_a_short_single_line() -> None:
         pytest.param(b"\xff\xfe\x00garbage", id="not-utf8"),
         pytest.param(b'{"Response": {"Big": ' + b"9" * 5000 + b"}}", id="int-over-digit-limit"),
         pytest.param(b"[" * 100_000, id="deep-arrays"),
+        # Parses (json.loads allows ~990 levels) but could not be written back out.
+        pytest.param(b'{"Response": {"X": ' + b"[" * 900 + b"]" * 900 + b"}}", id="deep-parsable"),
         pytest.param(b'{"a":' * 100_000, id="deep-objects"),
         pytest.param(b'{"Response": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", id="deep-closed"),
     ],
