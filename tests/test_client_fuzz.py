@@ -22,7 +22,7 @@ TEXT = st.text(
         st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
         st.sampled_from('\n\r\t"\\\u2028\u0000{}[]'),
     ),
-    max_size=20,
+    max_size=12,
 )
 KEYS = st.one_of(
     TEXT, st.sampled_from(["Response", "Error", "Code", "Message", "RequestId", "Result"])
@@ -38,9 +38,9 @@ SCALARS = st.one_of(
 JSON_VALUES = st.recursive(
     SCALARS,
     lambda children: st.one_of(
-        st.lists(children, max_size=5), st.dictionaries(KEYS, children, max_size=5)
+        st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4)
     ),
-    max_leaves=25,
+    max_leaves=12,
 )
 ERROR_OBJECTS = st.one_of(
     JSON_VALUES,
@@ -178,7 +178,7 @@ def test_any_error_object(error: Any, rest: dict[str, Any]) -> None:
 
 
 @FUZZ
-@given(response=st.dictionaries(KEYS, JSON_VALUES, max_size=8))
+@given(response=st.dictionaries(KEYS, JSON_VALUES, max_size=6))
 def test_any_response_dict_makes_one_valid_line(response: dict[str, Any]) -> None:
     _check_line(response)
 
