@@ -36,6 +36,10 @@ class Triage:
         self._seen: set[str] = set()
 
     def __call__(self, item: InputItem) -> Verdict:
+        if isinstance(item, BadEntry) and not item.token:
+            # Lines with no readable token (broken JSON, an empty CSV cell) are not duplicates
+            # of each other: each gets its own line, with its own line number.
+            return Verdict.ALREADY_FINAL if self._already_final("") else Verdict.INVALID
         if item.token in self._seen:
             return Verdict.DUPLICATE
         self._seen.add(item.token)
