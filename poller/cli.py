@@ -7,19 +7,20 @@ import asyncio
 import itertools
 import logging
 import os
-import ssl
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import aiohttp
-
-from poller.client import FaceIdClient
-from poller.engine import Engine, RunStats, format_summary
+from poller import report as report_command
+from poller.engine import RunStats, format_summary
+from poller.plan import format_plan, make_plan
 from poller.records import JsonlSink
-from poller.settings import ConfigError, Settings, build_settings
+from poller.runner import run_job
+from poller.settings import ConfigError, build_settings
 from poller.simulator import command as simulator_command
 from poller.tokens import InputError, InputItem, read_tokens
+from poller.triage import Triage
 
 log = logging.getLogger("poller")
 
@@ -71,6 +72,29 @@ def _add_run_parser(sub: Any) -> None:
         choices=("full", "summary"),
         help="summary leaves out `response` (the personal data) from every line",
     )
+    p.add_argument(
+        "--recheck-after", type=float, help="seconds before asking about a pending token again"
+    )
+    p.add_argument(
+        "--max-pending-wait",
+        type=float,
+        help="seconds a pending token is re-checked within the run (then a `pending` line)",
+    )
+    p.add_argument(
+        "--max-token-age",
+        type=float,
+        help="seconds after issued_at a token is expired without a call (default 259200 = 72 h)",
+    )
+    p.add_argument(
+        "--grace-period",
+        type=float,
+        help="on SIGINT/SIGTERM, seconds in-flight requests get to finish (default 10)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and check the input and settings, print the plan; make no request",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
 
@@ -86,6 +110,10 @@ RUN_FLAGS = (
     "timeout",
     "detail",
     "input_format",
+    "recheck_after",
+    "max_pending_wait",
+    "max_token_age",
+    "grace_period",
 )
 
 
@@ -102,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="The embedded FaceID stand-in: signed API, quota, faults, /__stats.",
     )
     simulator_command.configure_parser(simulate)
+    report = sub.add_parser(
+        "report",
+        help="totals, pass rate, charges and unfinished tokens of a results file; diff two runs",
+        description=(
+            "Read a results file (JSON lines written by `poller run`) and report totals by "
+            "status and result code, total charge_count, the pass rate and the tokens that are "
+            "not final; --against OLDER shows what changed between two runs."
+        ),
+    )
+    report_command.configure_parser(report)
     return parser
 
 
@@ -122,23 +160,6 @@ def _open_input(path: str, fmt: str | None) -> Iterator[InputItem]:
     return items if first is None else itertools.chain([first], items)
 
 
-def _ssl_context(settings: Settings) -> ssl.SSLContext:
-    # TLS verification is always on; a corporate CA bundle is added, never a bypass.
-    context = ssl.create_default_context()
-    if settings.ca_bundle:
-        context.load_verify_locations(cafile=settings.ca_bundle)
-    return context
-
-
-async def run_job(settings: Settings, items: Iterator[InputItem], sink: JsonlSink) -> Engine:
-    connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=_ssl_context(settings))
-    # trust_env: HTTPS_PROXY/NO_PROXY are honoured for corporate networks.
-    async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
-        engine = Engine(settings, FaceIdClient(session, settings), sink)
-        await engine.run(items)
-    return engine
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose, args.quiet)
     flags = {name: getattr(args, name) for name in RUN_FLAGS}
@@ -146,12 +167,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in warnings:
         log.warning("warning: %s", warning)
     items = _open_input(args.tokens, settings.input_format or None)
+    if args.dry_run:
+        triage = Triage(max_token_age=settings.max_token_age, clock=time.time)
+        plan = make_plan(items, triage)
+        print(format_plan(plan, settings, tokens=args.tokens, output=args.output))
+        return 0
     try:
         sink = JsonlSink(args.output)
     except OSError as exc:
         raise UserError(f"cannot open output {args.output}: {exc.strerror}.") from None
     try:
-        engine = asyncio.run(run_job(settings, items, sink))
+        engine = asyncio.run(run_job(settings, items, sink, handle_signals=True))
     finally:
         sink.close()
     stats: RunStats = engine.stats
@@ -172,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "report":
+            return report_command.run_command(args)
         if args.command == "simulate":
             return simulator_command.run_command(args)
         parser.error(f"unknown command {args.command}")

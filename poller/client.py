@@ -22,6 +22,10 @@ SERVICE = "faceid"
 VERSION = "2018-03-01"
 ACTION = "GetSdkVerificationResult"
 CONTENT_TYPE = "application/json"  # exactly what is signed (SPEC §1)
+# Real replies nest about 6 levels (Response > CardVerifyResults > [] > NormalCardInfo > ...).
+# json.loads accepts nearly 1000 levels, but a reply that deep cannot be written back out
+# (json.dumps hits the recursion limit one level further down, inside the output line).
+MAX_DEPTH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +62,14 @@ def parse_reply(status: int, body: bytes) -> Reply:
         snippet = body[:80].decode("utf-8", "replace").strip().replace("\n", " ")
         raise TransportFault(f"Transport.HTTP{status}", f"HTTP {status}: {snippet!r}")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         # RecursionError: a deeply nested body must end as a fault, never as a crash.
         raise TransportFault(
             "Transport.BadBody", f"the body is not complete JSON ({len(body)} bytes)"
         ) from None
+    if _deeper_than(data, MAX_DEPTH):
+        raise TransportFault("Transport.BadBody", f"the JSON body nests over {MAX_DEPTH} levels")
     response = data.get("Response") if isinstance(data, dict) else None
     if not isinstance(response, dict):
         raise TransportFault("Transport.BadBody", "the JSON body has no Response object")
@@ -76,6 +82,28 @@ def parse_reply(status: int, body: bytes) -> Reply:
     if not isinstance(code, str) or not code:
         raise TransportFault("Transport.BadBody", "Response.Error has no Code")
     return Reply(response, ApiError(code, message if isinstance(message, str) else ""))
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists/objects nest more than `limit` levels; iterative, so it cannot recurse."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN/Infinity are not JSON: accepting them would put non-JSON into the output lines.
+    raise ValueError(f"{name} is not JSON")
 
 
 def build_headers(
@@ -138,8 +166,14 @@ class FaceIdClient:
         headers = build_headers(settings, settings.credentials, payload, int(self._clock()))
         self.calls += 1
         try:
+            # No redirects: a 3xx is a transport fault (SPEC §1.2), and following one would
+            # send X-TC-Token to whatever host the Location names.
             async with self.session.post(
-                self._url, data=payload, headers=headers, timeout=self._timeout
+                self._url,
+                data=payload,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
             ) as resp:
                 body = await _read_capped(resp, settings.max_response_bytes)
                 return parse_reply(resp.status, body)

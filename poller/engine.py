@@ -36,7 +36,9 @@ from poller.records import (
     status_for_result,
 )
 from poller.settings import Settings
-from poller.tokens import BadEntry, InputItem, TokenEntry
+from poller.tokens import BadEntry, InputItem
+from poller.triage import Triage, Verdict
+from poller.workqueue import Job, WorkQueue
 
 log = logging.getLogger("poller")
 
@@ -82,6 +84,7 @@ class RunStats:
     started: float = 0.0
     finished: float = 0.0
     fatal: FatalRunError | None = None
+    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
 
     @property
     def tokens(self) -> int:
@@ -106,6 +109,10 @@ class RunStats:
         """SPEC §3: 0 all final, 1 some not final, 3 a fatal API error stopped the run."""
         if self.fatal is not None:
             return 3
+        if self.stopped_by == "SIGINT":
+            return 130
+        if self.stopped_by == "SIGTERM":
+            return 143
         return 1 if self.not_final else 0
 
 
@@ -145,6 +152,7 @@ class Engine:
         pacer: Pacer | None = None,
         budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.time,
+        already_final: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -159,21 +167,26 @@ class Engine:
         self._backoff = wait_random_exponential(
             multiplier=settings.backoff_base, max=settings.backoff_max
         )
-        self._seen: set[str] = set()
+        # Tokens that already have a final line in the output (resume) are skipped.
+        self._triage = Triage(
+            max_token_age=settings.max_token_age, clock=clock, already_final=already_final
+        )
+        self._queue = WorkQueue(settings.concurrency * 4)
+        self._workers: list[asyncio.Task[None]] = []
+        self._producer: asyncio.Task[None] | None = None
 
     # -- the pipeline ------------------------------------------------------------------------
 
     async def run(self, items: Iterator[InputItem]) -> RunStats:
         """Drain `items` through the workers; returns the counters (fatal recorded in them)."""
         self.stats.started = self.clock()
-        queue: asyncio.Queue[TokenEntry | None] = asyncio.Queue(
-            maxsize=self.settings.concurrency * 4
-        )
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._produce(items, queue), name="producer")
-                for n in range(self.settings.concurrency):
-                    tg.create_task(self._work(queue), name=f"worker-{n}")
+                self._producer = tg.create_task(self._produce(items), name="producer")
+                self._workers = [
+                    tg.create_task(self._work(), name=f"worker-{n}")
+                    for n in range(self.settings.concurrency)
+                ]
         except* FatalRunError as group:
             fatal = group.exceptions[0]
             assert isinstance(fatal, FatalRunError)
@@ -183,38 +196,76 @@ class Engine:
             self.stats.budget_denied = self.budget.denied
         return self.stats
 
-    async def _produce(
-        self, items: Iterator[InputItem], queue: asyncio.Queue[TokenEntry | None]
-    ) -> None:
+    async def _produce(self, items: Iterator[InputItem]) -> None:
         # The reader runs in a thread: a slow stdin or disk must not stall the workers.
         while batch := await asyncio.to_thread(_take, items, READ_BATCH):
             for item in batch:
-                if item.token in self._seen:
-                    self.stats.duplicates += 1
-                    continue
-                self._seen.add(item.token)
-                if isinstance(item, BadEntry):
-                    self._emit(
-                        token=item.token,
-                        status=Status.INVALID_TOKEN,
-                        final=True,
-                        attempts=0,
-                        error=ErrorInfo("InvalidInput", item.reason),
-                    )
+                if self._queue.stopped:
+                    return
+                verdict = self._triage(item)
+                if verdict is Verdict.QUERY:
+                    if not await self._queue.put(Job(item.token, item.line)):
+                        return
                 else:
-                    await queue.put(item)
-        for _ in range(self.settings.concurrency):
-            await queue.put(None)
+                    self._settle_locally(item, verdict)
+        await self._queue.close_input()
 
-    async def _work(self, queue: asyncio.Queue[TokenEntry | None]) -> None:
-        while (entry := await queue.get()) is not None:
-            await self.process(entry.token)
+    def _settle_locally(self, item: InputItem, verdict: Verdict) -> None:
+        """Tokens decided without a request: duplicates, resumed, invalid, too old."""
+        if verdict is Verdict.DUPLICATE:
+            self.stats.duplicates += 1
+        elif verdict is Verdict.ALREADY_FINAL:
+            self.stats.skipped_final += 1
+        elif isinstance(item, BadEntry):
+            error = ErrorInfo("InvalidInput", item.reason)
+            self._emit(
+                token=item.token, status=Status.INVALID_TOKEN, final=True, attempts=0, error=error
+            )
+        else:
+            age = self._triage.age(item.issued_at) or 0.0
+            self.stats.expired_local += 1
+            error = ErrorInfo(
+                "TokenTooOld",
+                f"issued {age / 3600:.1f} h ago, past the "
+                f"{self.settings.max_token_age / 3600:g} h query window; not sent",
+            )
+            self._emit(token=item.token, status=Status.EXPIRED, final=True, attempts=0, error=error)
+
+    async def _work(self) -> None:
+        while (job := await self._queue.get()) is not None:
+            try:
+                await self.process(job)
+            finally:
+                await self._queue.task_done()
+
+    # -- stopping early ----------------------------------------------------------------------
+
+    async def stop(self, reason: str) -> None:
+        """Take no new tokens; tokens in flight finish (see `abort` for the hard stop).
+
+        Tokens waiting for a pending re-check are written now as `pending` (not final)."""
+        if self.stats.stopped_by is None:
+            self.stats.stopped_by = reason
+        for job in await self._queue.stop():
+            self._emit_pending(job)
+        if self._producer is not None:
+            self._producer.cancel()
+
+    def abort(self) -> None:
+        """Cancel the tokens in flight: they get no line, and the next run re-queries them."""
+        for task in self._workers:
+            task.cancel()
+        if self._producer is not None:
+            self._producer.cancel()
 
     # -- one token ---------------------------------------------------------------------------
 
-    async def process(self, token: str) -> dict[str, Any]:
-        """Query one token until it settles for this run; write and return its line."""
-        state = _TokenState()
+    async def process(self, job: Job) -> dict[str, Any] | None:
+        """Query one token until it settles for this run; write and return its line.
+
+        Returns None when the token is pending and was scheduled for a re-check instead."""
+        token = job.token
+        state = _TokenState(attempts=job.attempts)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_attempts) | self._budget_stop(state),
             wait=self._wait,
@@ -225,6 +276,7 @@ class Engine:
         try:
             reply: Reply = await retrying(self._attempt, token, state)
         except RetryableFault as fault:
+            job.attempts = state.attempts
             message = fault.message
             if state.budget_denied:
                 message += " (the run's retry budget is spent: too many failures at once)"
@@ -235,7 +287,37 @@ class Engine:
                 attempts=state.attempts,
                 error=ErrorInfo(fault.code, message),
             )
+        job.attempts = state.attempts
+        if reply.error is None:
+            status = status_for_result(reply.response, self.settings.pending_codes)
+            if status is Status.PENDING and await self._recheck_later(job, reply):
+                return None
         return self._settle(token, reply, state.attempts)
+
+    async def _recheck_later(self, job: Job, reply: Reply) -> bool:
+        """Schedule a pending token for another look, if its wait allows; False if not."""
+        now = asyncio.get_running_loop().time()
+        if job.first_pending_at is None:
+            job.first_pending_at = now
+        wait = self.settings.recheck_after
+        if (
+            self._queue.stopped
+            or now + wait - job.first_pending_at > self.settings.max_pending_wait
+        ):
+            return False
+        job.last_response = reply.response
+        self.stats.rechecks += 1
+        await self._queue.schedule_recheck(job, wait)
+        return True
+
+    def _emit_pending(self, job: Job) -> None:
+        self._emit(
+            token=job.token,
+            status=Status.PENDING,
+            final=False,
+            attempts=job.attempts,
+            response=job.last_response,
+        )
 
     async def _attempt(self, token: str, state: _TokenState) -> Reply:
         await self.pacer.acquire()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,7 +106,13 @@ def build_record(
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON plus newline: one line, whatever the response holds."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # A lone surrogate ("\ud800" in the API's JSON parses to one) has no UTF-8 form; escaped
+        # as \uXXXX the line is still valid JSON and decodes back to the very same string.
+        return json.dumps(record, separators=(",", ":")).encode("ascii") + b"\n"
 
 
 class JsonlSink:
@@ -124,6 +131,10 @@ class JsonlSink:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._fh = os.fdopen(fd, "ab", buffering=0)
             self._owns = True
+            if _ends_mid_line(path, fd):
+                # A crash left a torn last line: end it, or the first new line would be glued
+                # to it and lost with it when the file is read back.
+                self._fh.write(b"\n")
 
     def write(self, record: Mapping[str, Any]) -> None:
         self._fh.write(encode_record(record))
@@ -143,6 +154,18 @@ class JsonlSink:
 
     def __repr__(self) -> str:
         return f"<JsonlSink path={self.path!r} lines_written={self.lines_written}>"
+
+
+def _ends_mid_line(path: str, fd: int) -> bool:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(info.st_size - 1)
+            return fh.read(1) != b"\n"
+    except OSError:  # write-only file: cannot look, so leave it as it is
+        return False
 
 
 def status_for_result(response: Mapping[str, Any], pending_codes: tuple[str, ...]) -> Status:

@@ -10,6 +10,7 @@ import configparser
 import dataclasses
 import difflib
 import ipaddress
+import math
 import os
 import stat
 import tomllib
@@ -62,6 +63,15 @@ class Settings:
     retry_budget: float = 200.0
     retry_refill: float = 0.2
     pending_codes: tuple[str, ...] = ("-999", "17")
+    # A pending token is asked again after recheck_after seconds, for up to max_pending_wait
+    # seconds in all; still pending then, it gets a `pending` line and the next run asks again.
+    recheck_after: float = 30.0
+    max_pending_wait: float = 120.0
+    # Tokens answer for 72 h after issue (SPEC §1): with `issued_at` in the input, older tokens
+    # get an `expired` line without a request. 0 turns the local check off.
+    max_token_age: float = 72 * 3600.0
+    # On SIGINT/SIGTERM, requests in flight get this long to finish and be written.
+    grace_period: float = 10.0
     detail: Detail = Detail.FULL
     ca_bundle: str = ""
     max_response_bytes: int = 8 * 1024 * 1024
@@ -87,6 +97,18 @@ def _suggest(key: str, valid: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _kind(default: object) -> str:
+    if isinstance(default, Detail):
+        return "'full' or 'summary'"
+    if isinstance(default, float):
+        return "a finite number"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, tuple):
+        return "a list of codes (strings)"
+    return "a string"
+
+
 def _coerce(name: str, value: Any, origin: str) -> Any:
     """Turn a TOML, environment or flag value into the field's type, or say what is wrong."""
     default = getattr(Settings(), name)
@@ -99,7 +121,11 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
         if isinstance(default, float):
             if isinstance(value, bool):
                 raise TypeError
-            return float(value)
+            number = float(value)
+            # "inf"/"nan" parse as floats but mean nothing as a rate, a timeout or a budget.
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if isinstance(default, int):
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
@@ -109,13 +135,15 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
                 value = [v.strip() for v in value.split(",") if v.strip()]
             if not isinstance(value, list):
                 raise TypeError
+            # A code is a string; a bare integer is accepted as its decimal form, a bool is not.
+            if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+                raise TypeError
             return tuple(str(v) for v in value)
         if not isinstance(value, str):
             raise TypeError
         return value
-    except (TypeError, ValueError):
-        kind = type(default).__name__ if not isinstance(default, Detail) else "'full' or 'summary'"
-        raise ConfigError(f"{where} must be {kind}, got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where} must be {_kind(default)}, got {value!r}.") from None
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -128,42 +156,76 @@ def load_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is a directory, not a TOML file.") from None
     except PermissionError:
         raise ConfigError(f"config file {path} cannot be read (permission denied).") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}).") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}.") from None
     return data
 
 
-def _check(s: Settings) -> None:
+def _check(s: Settings, origins: Mapping[str, str]) -> None:
+    """Validate values; every message names the key and where its value came from."""
+
+    def fail(name: str, message: str) -> ConfigError:
+        return ConfigError(f"{message} (from {origins.get(name, 'the default')}).")
+
     url = urlsplit(s.endpoint)
     if url.scheme not in ("https", "http") or not url.hostname:
-        raise ConfigError(f"endpoint {s.endpoint!r} must be an https:// URL.")
-    if url.path not in ("", "/") or url.query:
-        raise ConfigError(f"endpoint {s.endpoint!r} must not have a path or query.")
+        raise fail("endpoint", f"endpoint {s.endpoint!r} must be an https:// URL")
+    # "?" and "#" are checked on the raw text: urlsplit reports an empty query for "https://h?".
+    if url.path not in ("", "/") or "?" in s.endpoint or "#" in s.endpoint:
+        raise fail("endpoint", f"endpoint {s.endpoint!r} must not have a path, query or fragment")
+    if "@" in url.netloc:
+        # user:password@ would end up in the signed Host header (and in logs).
+        raise fail("endpoint", f"endpoint {s.endpoint!r} must not hold a user name or password")
+    try:
+        url.port  # noqa: B018  (raises ValueError for a non-numeric or out-of-range port)
+    except ValueError:
+        raise fail("endpoint", f"endpoint {s.endpoint!r} has an invalid port") from None
     if url.scheme == "http" and not _is_loopback(url.hostname):
-        raise ConfigError(
+        raise fail(
+            "endpoint",
             f"endpoint {s.endpoint!r} uses plain http://, allowed only for a loopback address "
-            "(the simulator); use https://."
+            "(the simulator); use https://",
         )
     if s.region not in REGIONS:
-        raise ConfigError(f"region {s.region!r} is not one of {', '.join(REGIONS)}.")
+        raise fail("region", f"region {s.region!r} is not one of {', '.join(REGIONS)}")
     if s.language not in ("", "en-US", "zh-CN"):
-        raise ConfigError(f"language {s.language!r} must be 'en-US', 'zh-CN' or empty.")
-    checks: list[tuple[bool, str]] = [
-        (s.rate > 0, "rate must be above 0 requests per second"),
-        (0 <= s.rate_margin < 1, "rate_margin must be at least 0 and below 1"),
-        (1 <= s.concurrency <= 1024, "concurrency must be between 1 and 1024"),
-        (1 <= s.max_attempts <= 100, "max_attempts must be between 1 and 100"),
-        (s.timeout > 0, "timeout must be above 0 seconds"),
-        (s.backoff_base >= 0 and s.backoff_max >= 0, "backoff_base and backoff_max must be >= 0"),
-        (s.retry_budget >= 0 and s.retry_refill >= 0, "retry_budget and retry_refill must be >= 0"),
-        (s.max_response_bytes >= 1024, "max_response_bytes must be at least 1024"),
-        (s.input_format in ("", "text", "csv", "jsonl"), "input_format must be text, csv or jsonl"),
+        raise fail("language", f"language {s.language!r} must be 'en-US', 'zh-CN' or empty")
+    checks: list[tuple[str, bool, str]] = [
+        ("rate", s.rate > 0, "rate must be above 0 requests per second"),
+        ("rate_margin", 0 <= s.rate_margin < 1, "rate_margin must be at least 0 and below 1"),
+        ("concurrency", 1 <= s.concurrency <= 1024, "concurrency must be between 1 and 1024"),
+        ("max_attempts", 1 <= s.max_attempts <= 100, "max_attempts must be between 1 and 100"),
+        ("timeout", s.timeout > 0, "timeout must be above 0 seconds"),
+        ("backoff_base", s.backoff_base >= 0, "backoff_base must be at least 0"),
+        ("backoff_max", s.backoff_max >= 0, "backoff_max must be at least 0"),
+        ("retry_budget", s.retry_budget >= 0, "retry_budget must be at least 0"),
+        ("retry_refill", s.retry_refill >= 0, "retry_refill must be at least 0"),
+        (
+            "max_response_bytes",
+            s.max_response_bytes >= 1024,
+            "max_response_bytes must be at least 1024",
+        ),
+        ("recheck_after", s.recheck_after > 0, "recheck_after must be above 0 seconds"),
+        ("max_pending_wait", s.max_pending_wait >= 0, "max_pending_wait must be at least 0"),
+        (
+            "max_token_age",
+            s.max_token_age >= 0,
+            "max_token_age must be at least 0 seconds (0 turns the local check off)",
+        ),
+        ("grace_period", s.grace_period >= 0, "grace_period must be at least 0 seconds"),
+        (
+            "input_format",
+            s.input_format in ("", "text", "csv", "jsonl"),
+            "input_format must be text, csv or jsonl",
+        ),
     ]
-    for ok, message in checks:
+    for name, ok, message in checks:
         if not ok:
-            raise ConfigError(message + ".")
+            raise fail(name, message)
     if s.ca_bundle and not os.path.isfile(s.ca_bundle):
-        raise ConfigError(f"ca_bundle {s.ca_bundle} is not a readable file.")
+        raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} is not a readable file")
 
 
 def _is_loopback(host: str) -> bool:
@@ -191,7 +253,8 @@ def _profile_credentials(home: Path, warnings: list[str]) -> Credentials | None:
     path = home / ".tencentcloud" / "credentials"
     if not path.is_file():
         return None
-    parser = configparser.ConfigParser()
+    # No interpolation: a "%" in a secret key is data, not a reference to another option.
+    parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(path, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError, OSError):
@@ -214,21 +277,24 @@ def resolve_credentials(
     warnings: list[str],
 ) -> Credentials | None:
     """First found wins: environment, then the config file, then the SDK profile (SPEC §3)."""
+    for key in CREDENTIAL_KEYS:
+        if key in file_values and not isinstance(file_values[key], str):
+            # The value itself is never shown: it may be a secret.
+            raise ConfigError(f"config file {config_path}: {key} must be a string.")
+    fid, fkey = file_values.get("secret_id", ""), file_values.get("secret_key", "")
+    # A readable file holding a secret is a leak whichever credentials win this run.
+    if config_path and (fkey or file_values.get("session_token")):
+        _warn_if_exposed(config_path, warnings)
     sid, skey = env.get("TENCENTCLOUD_SECRET_ID", ""), env.get("TENCENTCLOUD_SECRET_KEY", "")
     if sid and skey:
         return Credentials(sid, skey, env.get("TENCENTCLOUD_TOKEN") or None, source="environment")
-    fid, fkey = file_values.get("secret_id", ""), file_values.get("secret_key", "")
     if fid or fkey:
-        if not (isinstance(fid, str) and isinstance(fkey, str) and fid and fkey):
+        if not (fid and fkey):
             raise ConfigError(
                 f"config file {config_path} must set both secret_id and secret_key as strings."
             )
-        if config_path:
-            _warn_if_exposed(config_path, warnings)
-        token = file_values.get("session_token")
-        return Credentials(
-            fid, fkey, token if isinstance(token, str) and token else None, source=str(config_path)
-        )
+        token = file_values.get("session_token") or None
+        return Credentials(fid, fkey, token, source=str(config_path))
     return _profile_credentials(home, warnings)
 
 
@@ -244,6 +310,7 @@ def build_settings(
     warnings: list[str] = []
     file_values = load_toml(config_path) if config_path else {}
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     valid = FIELD_NAMES + CREDENTIAL_KEYS
     for key, value in file_values.items():
         if key not in valid:
@@ -251,14 +318,17 @@ def build_settings(
                 f"config file {config_path}: unknown key {key!r}{_suggest(key, valid)}."
             )
         if key in FIELD_NAMES:
-            values[key] = _coerce(key, value, f"config file {config_path}")
+            origins[key] = f"config file {config_path}"
+            values[key] = _coerce(key, value, origins[key])
     for name in FIELD_NAMES:
         raw = env.get(ENV_PREFIX + name.upper())
         if raw is not None and raw != "":
-            values[name] = _coerce(name, raw, f"environment {ENV_PREFIX}{name.upper()}")
+            origins[name] = f"environment {ENV_PREFIX}{name.upper()}"
+            values[name] = _coerce(name, raw, origins[name])
     for name, value in flags.items():
         if value is not None:
-            values[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+            origins[name] = f"--{name.replace('_', '-')}"
+            values[name] = _coerce(name, value, origins[name])
     creds = resolve_credentials(env, file_values, config_path, home or Path.home(), warnings)
     if need_credentials and creds is None:
         raise ConfigError(
@@ -266,5 +336,5 @@ def build_settings(
             "secret_id/secret_key in the config file, or create ~/.tencentcloud/credentials."
         )
     settings = Settings(**values, credentials=creds)
-    _check(settings)
+    _check(settings, origins)
     return settings, warnings

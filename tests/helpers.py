@@ -31,6 +31,8 @@ def make_settings(**overrides: Any) -> Settings:
         backoff_base=0.001,
         backoff_max=0.005,
         timeout=5.0,
+        recheck_after=0.01,
+        max_pending_wait=0.0,  # pending is reported at once unless a test asks for re-checks
         credentials=Credentials(SECRET_ID, SECRET_KEY),
     )
     return replace(base, **overrides)

@@ -13,8 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from poller.cli import run_job
 from poller.records import JsonlSink
+from poller.runner import run_job
 from poller.settings import Credentials
 from poller.simulator import (
     DEMO_SECRET_ID,

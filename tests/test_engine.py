@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,3 +264,101 @@ async def test_every_request_is_signed_afresh(
     for headers in h.server.headers:
         assert headers["X-TC-Action"] == "GetSdkVerificationResult"
         assert headers["Authorization"].startswith("TC3-HMAC-SHA256 Credential=AKIDtest")
+
+
+async def test_pending_token_is_rechecked_until_it_settles(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    settings = make_settings(recheck_after=0.01, max_pending_wait=5.0)
+    scripts: dict[str, list[Step]] = {"slow": [ok("-999"), ok("-999"), ok("0")], "fast": [ok()]}
+    h = await run_engine(tmp_path, session, scripts, settings=settings)
+    line = h.by_token()["slow"]
+    assert (line["status"], line["final"], line["attempts"]) == ("passed", True, 3)
+    assert h.engine.stats.rechecks == 2
+    assert h.engine.stats.exit_status() == 0
+
+
+async def test_pending_past_the_wait_gets_a_pending_line(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    settings = make_settings(recheck_after=0.02, max_pending_wait=0.05)
+    h = await run_engine(tmp_path, session, {"stuck": [ok("17")]}, settings=settings)
+    line = h.by_token()["stuck"]
+    assert (line["status"], line["final"], line["result"]) == ("pending", False, "17")
+    # Asked at 0, 0.02 and 0.04 s; a fourth look at 0.06 s would pass the 0.05 s wait.
+    assert line["attempts"] == h.server.calls["stuck"] == 3
+    assert h.engine.stats.exit_status() == 1
+
+
+async def test_tokens_past_the_72h_window_are_expired_without_a_call(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+
+    now = time.time()
+    items: list[InputItem] = [
+        TokenEntry("old", 1, now - 73 * 3600),
+        TokenEntry("fresh", 2, now - 71 * 3600),
+        TokenEntry("undated", 3, None),
+    ]
+    h = await run_engine(tmp_path, session, {"fresh": [ok()], "undated": [ok()]}, items=items)
+    old = h.by_token()["old"]
+    assert (old["status"], old["final"], old["attempts"]) == ("expired", True, 0)
+    assert old["error"]["code"] == "TokenTooOld"
+    assert "old" not in h.server.calls
+    assert h.engine.stats.expired_local == 1
+    assert h.by_token()["fresh"]["status"] == "passed"
+
+
+async def test_already_final_tokens_are_skipped(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    settings = make_settings()
+    server = ScriptedServer({"new": [ok()]})
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    engine = Engine(
+        settings, FaceIdClient(session, settings), sink, already_final=lambda t: t == "done"
+    )
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        await engine.run(iter([TokenEntry("done", 1, None), TokenEntry("new", 2, None)]))
+    sink.close()
+    assert dict(server.calls) == {"new": 1}
+    assert engine.stats.skipped_final == 1
+
+
+async def test_stop_takes_no_new_tokens_and_writes_waiting_rechecks(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    """A graceful stop: in-flight tokens finish, queued ones are left for the next run."""
+    settings = make_settings(concurrency=1, recheck_after=60.0, max_pending_wait=600.0)
+    first_answered = asyncio.Event()
+    engine_box: list[Engine] = []
+
+    class StopAfterFirst(ScriptedServer):
+        def __call__(self, url: Any, **kwargs: Any) -> CallbackResult:
+            result = super().__call__(url, **kwargs)
+            first_answered.set()
+            return result
+
+    scripts: dict[str, list[Step]] = {f"t{n}": [ok("-999")] for n in range(50)}
+    server = StopAfterFirst(scripts)
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    engine = Engine(settings, FaceIdClient(session, settings), sink)
+    engine_box.append(engine)
+
+    async def stop_soon() -> None:
+        await first_answered.wait()
+        await asyncio.sleep(0)
+        await engine.stop("SIGTERM")
+
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        stopper = asyncio.create_task(stop_soon())
+        await engine.run(iter([TokenEntry(t, n, None) for n, t in enumerate(scripts, 1)]))
+        await stopper
+    sink.close()
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert 1 <= len(lines) < 50  # not every token: the rest is left for the next run
+    assert all(line["status"] == "pending" and not line["final"] for line in lines)
+    assert sum(server.calls.values()) == len(lines)
+    assert engine.stats.exit_status() == 143
