@@ -10,16 +10,17 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from poller import report as report_command
 from poller.engine import RunStats, format_summary
+from poller.logs import register_secret, setup_logging
 from poller.plan import format_plan, make_plan
 from poller.records import JsonlSink
 from poller.runner import run_job
 from poller.settings import ConfigError, build_settings
 from poller.simulator import command as simulator_command
-from poller.tokens import InputError, InputItem, read_tokens
+from poller.tokens import Format, InputError, InputItem, estimate_entries, read_tokens
 from poller.triage import Triage
 
 log = logging.getLogger("poller")
@@ -95,8 +96,26 @@ def _add_run_parser(sub: Any) -> None:
         action="store_true",
         help="read and check the input and settings, print the plan; make no request",
     )
+    p.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="write Prometheus text metrics here (atomically, every 15 s and at exit), "
+        "e.g. for node_exporter's textfile collector",
+    )
+    p.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="stderr log format"
+    )
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="when stderr is not a terminal (cron), one progress line this often (default 60)",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
-    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress and no summary; only problems"
+    )
 
 
 RUN_FLAGS = (
@@ -143,30 +162,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("poller: %(message)s"))
-    root = logging.getLogger("poller")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-
-
-def _open_input(path: str, fmt: str | None) -> Iterator[InputItem]:
+def _open_input(path: str, fmt: Format | None) -> Iterator[InputItem]:
     """Open the input and read its first item now, so a whole-file problem is exit 2."""
-    items = read_tokens(path, fmt)  # type: ignore[arg-type]
+    items = read_tokens(path, fmt)
     first = next(items, None)
     return items if first is None else itertools.chain([first], items)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _setup_logging(args.verbose, args.quiet)
+    setup_logging(args.verbose, args.quiet, args.log_format)
     flags = {name: getattr(args, name) for name in RUN_FLAGS}
     settings, warnings = build_settings(config_path=args.config, flags=flags, env=os.environ)
+    if settings.credentials is not None:
+        # Defence in depth: even a log call that should never carry a secret cannot leak it.
+        register_secret(settings.credentials.secret_key)
+        if settings.credentials.session_token:
+            register_secret(settings.credentials.session_token)
     for warning in warnings:
         log.warning("warning: %s", warning)
-    items = _open_input(args.tokens, settings.input_format or None)
+    input_format = cast(Format | None, settings.input_format or None)
+    items = _open_input(args.tokens, input_format)
     if args.dry_run:
         triage = Triage(max_token_age=settings.max_token_age, clock=time.time)
         plan = make_plan(items, triage)
@@ -177,7 +192,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UserError(f"cannot open output {args.output}: {exc.strerror}.") from None
     try:
-        engine = asyncio.run(run_job(settings, items, sink, handle_signals=True))
+        engine = asyncio.run(
+            run_job(
+                settings,
+                items,
+                sink,
+                handle_signals=True,
+                progress=not args.quiet,
+                progress_interval=args.progress_interval,
+                count_entries=lambda: estimate_entries(args.tokens, input_format),
+                metrics_file=args.metrics_file,
+            )
+        )
     finally:
         sink.close()
     stats: RunStats = engine.stats

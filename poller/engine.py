@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -364,6 +365,10 @@ class Engine:
         exc = outcome.exception() if outcome is not None else None
         if isinstance(exc, RetryableFault) and exc.klass is ErrorClass.CLOCK:
             return 0.0  # re-sign at once with a fresh timestamp
+        if isinstance(exc, RetryableFault) and exc.klass is ErrorClass.THROTTLE:
+            # The pacer has already slowed the whole run down; this token only needs to go
+            # to the back of the line, not sit out an exponentially growing penalty.
+            return random.uniform(0, self.settings.backoff_base)
         return self._backoff(retry_state)
 
     def _before_sleep(self, retry_state: RetryCallState) -> None:

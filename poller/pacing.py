@@ -24,7 +24,10 @@ GUARD_FRACTION = 0.75
 # recovery on every success.
 SLOWDOWN_FACTOR = 0.7
 SLOWDOWN_COOLDOWN = 1.0
-RECOVERY_STEPS = 200  # successes to climb from 0 back to the target rate
+# Recovery is deliberately slow and waits for a quiet spell: throttling mostly means another
+# client shares the account's quota, and climbing back fast just oscillates into it again.
+RECOVERY_HOLD = 5.0  # seconds after the last slowdown before the rate climbs again
+RECOVERY_STEPS = 1000  # successes to climb from 0 back to the target rate
 MIN_RATE_FRACTION = 0.05
 
 
@@ -120,7 +123,7 @@ class Pacer:
         return True
 
     def on_success(self) -> None:
-        if self.rate < self.target_rate:
+        if self.rate < self.target_rate and (self._time() - self._last_slowdown >= RECOVERY_HOLD):
             self.rate = min(self.target_rate, self.rate + self.target_rate / RECOVERY_STEPS)
 
     def __repr__(self) -> str:

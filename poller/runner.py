@@ -16,6 +16,8 @@ import aiohttp
 
 from poller.client import FaceIdClient
 from poller.engine import Engine
+from poller.metrics import MetricsWriter
+from poller.progress import Progress
 from poller.records import JsonlSink
 from poller.settings import Settings
 from poller.tokens import InputItem
@@ -64,6 +66,20 @@ class _Stopper:
             self.timer.cancel()
 
 
+async def _show_progress(
+    engine: Engine,
+    out: list[Progress],
+    interval: float,
+    count_entries: Callable[[], int | None] | None,
+) -> None:
+    # Counting the input's entries (for the bar's total and ETA) runs in a thread while the
+    # run starts: the first request does not wait for a scan of a million-line file.
+    total = await asyncio.to_thread(count_entries) if count_entries else None
+    progress = Progress(engine.stats, engine.pacer, total=total, interval=interval)
+    out.append(progress)
+    await progress.run_periodically(0.5)
+
+
 async def run_job(
     settings: Settings,
     items: Iterator[InputItem],
@@ -71,7 +87,13 @@ async def run_job(
     *,
     already_final: Callable[[str], bool] | None = None,
     handle_signals: bool = False,
+    progress: bool = False,
+    progress_interval: float = 60.0,
+    count_entries: Callable[[], int | None] | None = None,
+    metrics_file: str | None = None,
+    metrics_interval: float = 15.0,
 ) -> Engine:
+    """Run one batch. Progress and metrics are side tasks that only read the counters."""
     connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=ssl_context(settings))
     # trust_env: HTTPS_PROXY/NO_PROXY are honoured for corporate networks.
     async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
@@ -86,9 +108,26 @@ async def run_job(
         if handle_signals:
             for signum, name in SIGNALS.items():
                 loop.add_signal_handler(signum, stopper, name)
+        side_tasks: list[asyncio.Task[None]] = []
+        metrics = None
+        if metrics_file:
+            metrics = MetricsWriter(metrics_file, engine.stats, engine.pacer, metrics_interval)
+            side_tasks.append(loop.create_task(metrics.run()))
+        bar: list[Progress] = []
+        if progress:
+            side_tasks.append(
+                loop.create_task(_show_progress(engine, bar, progress_interval, count_entries))
+            )
         try:
             await engine.run(items)
         finally:
+            for task in side_tasks:
+                task.cancel()
+            await asyncio.gather(*side_tasks, return_exceptions=True)
+            for shown in bar:
+                shown.close()
+            if metrics is not None:
+                metrics.final()
             stopper.close()
             if handle_signals:
                 for signum in SIGNALS:

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from poller.pacing import SLOWDOWN_FACTOR, Pacer
+from poller.pacing import RECOVERY_HOLD, RECOVERY_STEPS, SLOWDOWN_FACTOR, Pacer
 from tests.helpers import max_in_window, run_virtual
 
 
@@ -125,8 +125,11 @@ def test_throttle_slows_down_once_per_cooldown_and_recovers_slowly() -> None:
         assert pacer.on_throttle() is True
         lowered = pacer.rate
         pacer.on_success()
+        assert pacer.rate == lowered  # no climbing back right after a throttle
+        await asyncio.sleep(RECOVERY_HOLD)
+        pacer.on_success()
         assert lowered < pacer.rate < 20.0  # recovery is gradual
-        for _ in range(1000):
+        for _ in range(RECOVERY_STEPS):
             pacer.on_success()
         assert pacer.rate == 20.0
         return pacer
