@@ -58,6 +58,9 @@ _HEAD: Final = re.compile(
 # line that a run without resume support appended to, so the head describes a record that was
 # never written whole. Such lines take the exact path (json.loads refuses them). Inside a JSON
 # string every quote is escaped, so this byte string can only be a real object start.
+# What the fast path does not check: that the middle of the line is valid JSON, and duplicate
+# top-level keys (json.loads keeps the last). No JSON encoder writes either, and a crash can only
+# tear the end of a line, which the head, the closing brace and this check cover.
 _SECOND_HEAD: Final = b'{"token":"'
 
 
@@ -104,16 +107,18 @@ class ResumeState:
 
     def summary(self) -> str:
         """One line for the run log."""
-        text = (
-            f"{self.lines} lines read ({self.final} final, {self.not_final} not final, "
-            f"{self.unreadable} unreadable); {len(self.final_keys)} tokens already final"
-        )
+        where = ""
         if self.unreadable_lines:
             more = ", ..." if self.unreadable > len(self.unreadable_lines) else ""
-            text += f" (lines {', '.join(map(str, self.unreadable_lines))}{more})"
+            where = f" (line{'s' if self.unreadable > 1 else ''} "
+            where += f"{', '.join(map(str, self.unreadable_lines))}{more})"
+        text = (
+            f"{self.lines} lines read: {self.final} final, {self.not_final} not final, "
+            f"{self.unreadable} unreadable{where}; tokens already final: {len(self.final_keys)}"
+        )
         if self.torn_bytes:
-            where = f"set aside to {self.torn_saved_to}" if self.torn_saved_to else "left in place"
-            text += f"; torn last line of {self.torn_bytes} bytes {where}"
+            done = f"set aside to {self.torn_saved_to}" if self.torn_saved_to else "left in place"
+            text += f"; torn last line of {self.torn_bytes} bytes {done}"
         return text
 
 
@@ -259,7 +264,10 @@ def load_resume_state(path: str, *, set_aside: bool = True) -> ResumeState:
     except OSError as exc:
         raise ResumeError(_cannot(f"read the output file {path}", exc)) from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ResumeError(f"cannot read the output file {path}: it is a directory.")
+        if not stat.S_ISREG(mode):
             return ResumeState()
         scanner = _Scanner()
         try:
