@@ -232,10 +232,13 @@ def test_lines_in_another_shape_take_the_exact_path(out: Path, chunk: int) -> No
         b'{"token":"crlf","status":"passed","final":true,"response":null}\r\n',
         b'  {"token":"indented","final":true}  \n',
         b'{"token":"not-final","final":false}\n',
+        line("fast-then-slow"),
+        b'{"final": false, "token": "fast-then-slow"}\n',  # the later line wins here too
     )
     state = load_resume_state(str(out))
-    assert finals(state, "reordered", "crlf", "indented", "not-final") == [True, True, True, False]
-    assert (state.lines, state.final, state.not_final, state.fast_lines) == (4, 3, 1, 0)
+    assert finals(state, "reordered", "crlf", "indented") == [True, True, True]
+    assert finals(state, "not-final", "fast-then-slow") == [False, False]
+    assert (state.lines, state.final, state.not_final, state.fast_lines) == (6, 4, 2, 1)
 
 
 def test_unreadable_lines_in_the_middle_are_counted_with_line_numbers(
