@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -17,6 +19,7 @@ from poller.engine import RunStats, format_summary
 from poller.logs import register_secret, setup_logging
 from poller.plan import format_plan, make_plan
 from poller.records import JsonlSink
+from poller.resume import OutputLock, ResumeError, load_resume_state
 from poller.runner import run_job
 from poller.settings import ConfigError, build_settings
 from poller.simulator import command as simulator_command
@@ -91,6 +94,13 @@ def _add_run_parser(sub: Any) -> None:
         type=float,
         help="on SIGINT/SIGTERM, seconds in-flight requests get to finish (default 10)",
     )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over instead of resuming from --output (refuses an existing file without "
+        "--force)",
+    )
+    p.add_argument("--force", action="store_true", help="with --fresh: empty an existing output")
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -169,6 +179,31 @@ def _open_input(path: str, fmt: Format | None) -> Iterator[InputItem]:
     return items if first is None else itertools.chain([first], items)
 
 
+def _is_resumable(output: str) -> bool:
+    """Only a regular file (or one yet to be created) is resumed and locked; not - or /dev/null."""
+    if output == "-":
+        return False
+    try:
+        return stat.S_ISREG(os.stat(output).st_mode)
+    except FileNotFoundError:
+        return True
+    except OSError as exc:
+        raise UserError(f"cannot use output {output}: {exc.strerror}.") from None
+
+
+def _start_fresh(output: str, force: bool) -> None:
+    try:
+        size = os.path.getsize(output)
+    except FileNotFoundError:
+        return
+    if size and not force:
+        raise UserError(
+            f"{output} already holds results and --fresh would throw them away; add --force "
+            "to start over, or leave out --fresh to resume."
+        )
+    os.truncate(output, 0)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.quiet, args.log_format)
     flags = {name: getattr(args, name) for name in RUN_FLAGS}
@@ -182,21 +217,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning("warning: %s", warning)
     input_format = cast(Format | None, settings.input_format or None)
     items = _open_input(args.tokens, input_format)
+    resumable = _is_resumable(args.output)
     if args.dry_run:
-        triage = Triage(max_token_age=settings.max_token_age, clock=time.time)
+        state = None
+        if resumable and not args.fresh:
+            state = load_resume_state(args.output, set_aside=False)
+        triage = Triage(
+            max_token_age=settings.max_token_age,
+            clock=time.time,
+            already_final=state.is_final if state else None,
+        )
         plan = make_plan(items, triage)
         print(format_plan(plan, settings, tokens=args.tokens, output=args.output))
         return 0
-    try:
-        sink = JsonlSink(args.output)
-    except OSError as exc:
-        raise UserError(f"cannot open output {args.output}: {exc.strerror}.") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        state = None
+        if resumable:
+            # One run per output file at a time: a second one would duplicate every line.
+            stack.enter_context(OutputLock(args.output))
+            if args.fresh:
+                _start_fresh(args.output, args.force)
+            state = load_resume_state(args.output)
+            if state.lines or state.torn_bytes:
+                log.info("resuming %s: %s", args.output, state.summary())
+        try:
+            sink = JsonlSink(args.output)
+        except OSError as exc:
+            raise UserError(f"cannot open output {args.output}: {exc.strerror}.") from None
+        stack.callback(sink.close)
         engine = asyncio.run(
             run_job(
                 settings,
                 items,
                 sink,
+                already_final=state.is_final if state else None,
                 handle_signals=True,
                 progress=not args.quiet,
                 progress_interval=args.progress_interval,
@@ -204,8 +258,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 metrics_file=args.metrics_file,
             )
         )
-    finally:
-        sink.close()
     stats: RunStats = engine.stats
     if not args.quiet:
         print(format_summary(stats, engine.pacer), file=sys.stderr)
@@ -229,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simulate":
             return simulator_command.run_command(args)
         parser.error(f"unknown command {args.command}")
-    except (ConfigError, InputError, UserError) as exc:
+    except (ConfigError, InputError, ResumeError, UserError) as exc:
         print(f"poller: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_USAGE

@@ -450,7 +450,9 @@ def format_summary(stats: RunStats, pacer: Pacer) -> str:
     parts = [
         f"{stats.tokens} tokens in {stats.elapsed:.1f} s: {statuses}",
         f"not final {stats.not_final}",
-        f"duplicates skipped {stats.duplicates}",
+        f"skipped: already final {stats.skipped_final}, duplicates {stats.duplicates}",
+        f"expired by issued_at {stats.expired_local}",
+        f"pending re-checks {stats.rechecks}",
         f"result codes {codes}",
         f"charge_count total {stats.charges}",
         f"requests {stats.requests} (retries {stats.retries}, throttled {stats.throttles}, "

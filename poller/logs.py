@@ -169,7 +169,7 @@ def setup_logging(
     verbose: int,
     quiet: bool,
     fmt: Literal["text", "json"] = "text",
-    stream: TextIO = sys.stderr,
+    stream: TextIO | None = None,
 ) -> None:
     """Configure the "poller" logger for a run.
 
@@ -178,7 +178,8 @@ def setup_logging(
     if fmt not in ("text", "json"):
         raise ValueError(f"log format must be 'text' or 'json', not {fmt!r}")
     level = logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO)
-    handler = _Handler(stream, SecretFilter())
+    # sys.stderr looked up now, not at import: a redirected or captured stderr is honoured.
+    handler = _Handler(stream or sys.stderr, SecretFilter())
     handler.setFormatter(
         JsonFormatter() if fmt == "json" else logging.Formatter("poller: %(message)s")
     )

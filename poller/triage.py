@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
+from poller.resume import token_key
 from poller.tokens import BadEntry, InputItem
 
 
@@ -33,16 +34,18 @@ class Triage:
         self._max_age = max_token_age
         self._clock = clock
         self._already_final = already_final or (lambda _token: False)
-        self._seen: set[str] = set()
+        # 64-bit keys, not the strings: a million tokens cost ~70 MB instead of ~120 MB.
+        self._seen: set[int] = set()
 
     def __call__(self, item: InputItem) -> Verdict:
         if isinstance(item, BadEntry) and not item.token:
             # Lines with no readable token (broken JSON, an empty CSV cell) are not duplicates
             # of each other: each gets its own line, with its own line number.
             return Verdict.ALREADY_FINAL if self._already_final("") else Verdict.INVALID
-        if item.token in self._seen:
+        key = token_key(item.token)
+        if key in self._seen:
             return Verdict.DUPLICATE
-        self._seen.add(item.token)
+        self._seen.add(key)
         if self._already_final(item.token):
             return Verdict.ALREADY_FINAL
         if isinstance(item, BadEntry):

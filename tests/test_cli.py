@@ -93,7 +93,7 @@ def test_output_to_stdout(env: Path, capsysbinary: pytest.CaptureFixture[bytes])
         (["--concurrency", "0"], "concurrency"),
         (["--tokens", "/nonexistent/tokens.txt"], "/nonexistent/tokens.txt"),
         (["--config", "/nonexistent/poller.toml"], "/nonexistent/poller.toml"),
-        (["--output", "/nonexistent-dir/out.jsonl"], "cannot open output"),
+        (["--output", "/nonexistent-dir/out.jsonl"], "/nonexistent-dir/out.jsonl"),
     ],
 )
 def test_user_errors_exit_2_with_one_sentence(

@@ -1,0 +1,139 @@
+"""Resuming through the real command: skip what is final, re-ask the rest, set torn lines aside."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+
+from poller.cli import main
+from poller.resume import OutputLock
+from tests.helpers import SECRET_ID, SECRET_KEY, URL, ScriptedServer, Step, api_error, ok
+
+
+@pytest.fixture(autouse=True)
+def creds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.startswith(("TENCENTCLOUD_", "FACEID_POLLER_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    # Fast and deterministic: no in-run re-checks, one attempt, no backoff.
+    monkeypatch.setenv("FACEID_POLLER_MAX_PENDING_WAIT", "0")
+    monkeypatch.setenv("FACEID_POLLER_MAX_ATTEMPTS", "1")
+
+
+def _run(tmp_path: Path, scripts: dict[str, list[Step]], *extra: str) -> tuple[int, ScriptedServer]:
+    tokens = tmp_path / "tokens.txt"
+    if not tokens.exists():
+        tokens.write_text("a\nb\nc\n")
+    server = ScriptedServer(scripts)
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        code = main(
+            ["run", "--tokens", str(tokens), "--output", str(tmp_path / "out.jsonl"), *extra]
+        )
+    return code, server
+
+
+def _lines(tmp_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+
+
+def test_second_run_asks_only_what_is_not_final(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = {"a": [ok()], "b": [ok("-999")], "c": [api_error("InternalError")]}
+    code, _ = _run(tmp_path, first)
+    assert code == 1
+    assert [line["final"] for line in _lines(tmp_path)].count(True) == 1
+
+    second = {"b": [ok("0")], "c": [ok("2016")]}
+    code, server = _run(tmp_path, second)
+    assert code == 0
+    assert dict(server.calls) == {"b": 1, "c": 1}  # "a" was final: never asked again
+    lines = _lines(tmp_path)
+    assert len(lines) == 5  # appended, never rewritten
+    last = {line["token"]: line for line in lines}
+    assert {t: last[t]["status"] for t in "abc"} == {"a": "passed", "b": "passed", "c": "failed"}
+    err = capsys.readouterr().err
+    assert "resuming" in err
+    assert "skipped" in err or "already final" in err
+
+
+def test_a_torn_last_line_is_set_aside_and_its_token_asked_again(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    _run(tmp_path, {"a": [ok()], "b": [ok()], "c": [ok()]})
+    complete = out.read_bytes().splitlines(keepends=True)
+    torn = complete[2][:40]
+    out.write_bytes(b"".join(complete[:2]) + torn)  # a crash in the middle of the third line
+    torn_token = json.loads(complete[2])["token"]
+
+    code, server = _run(tmp_path, {"a": [ok()], "b": [ok()], "c": [ok()]})
+    assert code == 0
+    assert dict(server.calls) == {torn_token: 1}
+    lines = _lines(tmp_path)  # every line parses: the torn bytes were not merged in
+    assert sorted(line["token"] for line in lines) == ["a", "b", "c"]
+    side = Path(str(out) + ".torn").read_bytes()
+    assert torn in side
+
+
+def test_fresh_refuses_to_clobber_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(tmp_path, {"a": [ok()], "b": [ok()], "c": [ok()]})
+    before = (tmp_path / "out.jsonl").read_bytes()
+    code, server = _run(tmp_path, {"a": [ok()]}, "--fresh")
+    assert code == 2
+    assert not server.calls
+    assert (tmp_path / "out.jsonl").read_bytes() == before
+    assert "--force" in capsys.readouterr().err
+
+    code, server = _run(tmp_path, {"a": [ok()], "b": [ok()], "c": [ok()]}, "--fresh", "--force")
+    assert code == 0
+    assert sum(server.calls.values()) == 3
+    assert len(_lines(tmp_path)) == 3
+
+
+def test_a_second_run_on_the_same_output_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with OutputLock(str(tmp_path / "out.jsonl")):
+        code, server = _run(tmp_path, {"a": [ok()]})
+    assert code == 2
+    assert not server.calls
+    err = capsys.readouterr().err
+    assert "another poller run" in err
+    assert str(os.getpid()) in err
+
+
+def test_dry_run_counts_what_resume_would_skip_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(tmp_path, {"a": [ok()], "b": [ok("-999")], "c": [ok()]})
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(out.read_bytes() + b'{"token":"zz","sta')  # a torn tail stays untouched
+    before = out.read_bytes()
+    capsys.readouterr()
+    (tmp_path / "tokens.txt").write_text("a\nb\nc\nd\nd\n\x01bad\n")
+    code, server = _run(tmp_path, {}, "--dry-run")
+    assert code == 0
+    assert not server.calls
+    assert out.read_bytes() == before
+    assert not Path(str(out) + ".torn").exists()
+    text = capsys.readouterr().out
+    rows = {
+        line.strip().rsplit(None, 1)[0]: int(line.strip().rsplit(None, 1)[1])
+        for line in text.splitlines()
+        if line.startswith("  ") and line.strip()[-1].isdigit() and not line.startswith("    ")
+    }
+    assert rows["to query"] == 2  # b (pending) and d
+    assert rows[f"skipped, already final in {out}"] == 2
+    assert rows["duplicates (reported once)"] == 1
+    assert rows["invalid (an invalid_token line each)"] == 1
+    assert "estimated duration" in text
