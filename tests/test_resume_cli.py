@@ -48,12 +48,16 @@ def _lines(tmp_path: Path) -> list[dict[str, Any]]:
 def test_second_run_asks_only_what_is_not_final(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    first = {"a": [ok()], "b": [ok("-999")], "c": [api_error("InternalError")]}
+    first: dict[str, list[Step]] = {
+        "a": [ok()],
+        "b": [ok("-999")],
+        "c": [api_error("InternalError")],
+    }
     code, _ = _run(tmp_path, first)
     assert code == 1
     assert [line["final"] for line in _lines(tmp_path)].count(True) == 1
 
-    second = {"b": [ok("0")], "c": [ok("2016")]}
+    second: dict[str, list[Step]] = {"b": [ok("0")], "c": [ok("2016")]}
     code, server = _run(tmp_path, second)
     assert code == 0
     assert dict(server.calls) == {"b": 1, "c": 1}  # "a" was final: never asked again
