@@ -28,6 +28,10 @@ async def _run(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
+def _every_file(folder: Path) -> list[str]:
+    return [p.read_text(errors="replace") for p in folder.iterdir() if p.is_file()]
+
+
 async def test_max_verbosity_with_faults_never_shows_a_secret(tmp_path: Path) -> None:
     config = SimulatorConfig(
         secret_id=DEMO_SECRET_ID,
@@ -95,7 +99,7 @@ async def test_max_verbosity_with_faults_never_shows_a_secret(tmp_path: Path) ->
         assert code == 3
         streams += [stdout, stderr]
 
-    files = [p.read_text(errors="replace") for p in tmp_path.iterdir() if p.is_file()]
+    files = _every_file(tmp_path)
     assert len(files) >= 5
     for text in streams + files:
         for secret in (SECRET_KEY, SECRET_KEY[::-1], SESSION_TOKEN):
