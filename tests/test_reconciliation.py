@@ -1,0 +1,183 @@
+"""Nightly reconciliation against the simulator: pending tokens, token age, dry run, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from poller.simulator import (
+    DEMO_SECRET_ID,
+    DEMO_SECRET_KEY,
+    RunningSimulator,
+    SimulatorConfig,
+    mint_tokens,
+    running_simulator,
+)
+from poller.simulator.app import SIMULATOR_KEY
+
+ENV = {
+    **os.environ,
+    "TENCENTCLOUD_SECRET_ID": DEMO_SECRET_ID,
+    "TENCENTCLOUD_SECRET_KEY": DEMO_SECRET_KEY,
+}
+RESULT = "GetSdkVerificationResult"
+
+
+async def _mint(sim: RunningSimulator, n: int) -> list[str]:
+    async with aiohttp.ClientSession() as session:
+        return await mint_tokens(
+            session, sim.endpoint, DEMO_SECRET_ID, DEMO_SECRET_KEY, n, rate=400
+        )
+
+
+async def _poller(sim: RunningSimulator, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "poller",
+        "run",
+        "--endpoint",
+        sim.endpoint,
+        *args,
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _queries(sim: RunningSimulator) -> int:
+    return int(sim.stats()["by_action"].get(RESULT, 0))
+
+
+async def test_pending_tokens_are_rechecked_until_they_settle(tmp_path: Path) -> None:
+    config = SimulatorConfig(rate=400, pending_share=1.0, pending_seconds=1.5, seed=4)
+    async with running_simulator(config) as sim:
+        tokens = await _mint(sim, 20)
+        src = _write(tmp_path / "t.txt", "\n".join(tokens) + "\n")
+        out = tmp_path / "out.jsonl"
+        code, _, err = await _poller(
+            sim, "--tokens", str(src), "--output", str(out), "--rate", "400",
+            "--recheck-after", "0.2", "--max-pending-wait", "10",
+        )  # fmt: skip
+    assert code == 0, err
+    records = _records(out)
+    assert len(records) == 20
+    assert [r for r in records if not r["final"] or r["status"] not in ("passed", "failed")] == []
+    # Pending at first (unless the poller took over 1.5 s to start), then asked again.
+    assert sum(r["attempts"] >= 2 for r in records) >= 10
+    assert "pending re-checks 0" not in err
+
+
+async def test_pending_past_the_wait_is_completed_by_the_next_run(tmp_path: Path) -> None:
+    config = SimulatorConfig(rate=400, pending_share=1.0, pending_seconds=3600, seed=6)
+    async with running_simulator(config) as sim:
+        tokens = await _mint(sim, 15)
+        src = _write(tmp_path / "t.txt", "\n".join(tokens) + "\n")
+        out = tmp_path / "out.jsonl"
+        args = ["--tokens", str(src), "--output", str(out), "--rate", "400"]
+        code, _, err = await _poller(
+            sim, *args, "--recheck-after", "0.1", "--max-pending-wait", "0.25"
+        )
+        assert code == 1, err
+        first = _records(out)
+        assert {r["status"] for r in first} == {"pending"}
+        assert not any(r["final"] for r in first)
+        assert all(r["result"] == "-999" for r in first)
+
+        # An hour passes for the service: every user has finished by now.
+        state = sim.app[SIMULATOR_KEY]
+        state.config = dataclasses.replace(state.config, clock_offset=3601.0)
+        before = _queries(sim)
+        code, _, err = await _poller(sim, *args)
+        assert code == 0, err
+        assert _queries(sim) - before == 15
+    last = {r["token"]: r for r in _records(out)}
+    assert len(_records(out)) == 30
+    assert all(r["final"] for r in last.values())
+
+
+async def test_tokens_past_72_hours_are_expired_without_a_request(tmp_path: Path) -> None:
+    async with running_simulator(SimulatorConfig(rate=400, pending_share=0.0)) as sim:
+        tokens = await _mint(sim, 12)
+        now = time.time()
+        rows = [f"{t},{now - 80 * 3600:.0f}" for t in tokens[:5]]
+        rows += [f"{t},{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now))}" for t in tokens[5:]]
+        src = _write(tmp_path / "t.csv", "SdkToken,issued_at\n" + "\n".join(rows) + "\n")
+        out = tmp_path / "out.jsonl"
+        before = _queries(sim)
+        code, _, err = await _poller(
+            sim, "--tokens", str(src), "--output", str(out), "--rate", "400"
+        )
+        sent = _queries(sim) - before
+        queried = sim.stats()["queries_by_token_count"]
+    assert code == 0, err
+    assert sent == 7  # the five old tokens cost no quota
+    assert queried["0"] == 5
+    by_token = {r["token"]: r for r in _records(out)}
+    for token in tokens[:5]:
+        assert by_token[token]["status"] == "expired"
+        assert by_token[token]["attempts"] == 0
+    assert "expired by issued_at 5" in err
+
+
+async def test_dry_run_makes_no_request_and_estimates_at_the_rate(tmp_path: Path) -> None:
+    async with running_simulator(SimulatorConfig(any_token=True)) as sim:
+        src = _write(tmp_path / "t.txt", "".join(f"tok-{n}\n" for n in range(190)) + "tok-1\n")
+        before = sim.stats()["requests"]
+        code, out, err = await _poller(
+            sim, "--tokens", str(src), "--output", str(tmp_path / "o.jsonl"), "--dry-run"
+        )
+        assert sim.stats()["requests"] == before
+    assert code == 0, err
+    assert "to query" in out
+    # 190 tokens at 20/s less 5% = 19/s: 10 s.
+    assert "estimated duration: 0m10s" in out
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+async def test_metrics_file_matches_the_run(tmp_path: Path) -> None:
+    config = SimulatorConfig(rate=400, any_token=True, fault_rate=0.1, stall_seconds=0.5, seed=2)
+    async with running_simulator(config) as sim:
+        src = _write(tmp_path / "t.txt", "".join(f"tok-{n}\n" for n in range(60)))
+        out, metrics = tmp_path / "out.jsonl", tmp_path / "poller.prom"
+        before = _queries(sim)
+        code, _, err = await _poller(
+            sim, "--tokens", str(src), "--output", str(out), "--rate", "400",
+            "--timeout", "0.2", "--metrics-file", str(metrics), "--max-pending-wait", "0",
+        )  # fmt: skip
+        sent = _queries(sim) - before
+    assert code in (0, 1), err
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(metrics.read_text()):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    records = _records(out)
+    for status in ("passed", "failed", "pending", "expired", "invalid_token", "error"):
+        expected = sum(1 for r in records if r["status"] == status)
+        assert values[("faceid_poller_tokens", (("status", status),))] == expected
+    assert values[("faceid_poller_requests_total", ())] == sent
+    assert values[("faceid_poller_running", ())] == 0
+    charges = sum(r["charge_count"] or 0 for r in records)
+    assert values[("faceid_poller_charge_count_total", ())] == charges
+    assert f"charge_count total {charges}" in err
