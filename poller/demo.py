@@ -54,7 +54,7 @@ def _start_simulator(port_file: Path) -> subprocess.Popen[bytes]:
             "--pending-share",
             "0.06",
             "--pending-seconds",
-            "4",
+            "15",
             "--fault-rate",
             "0.03",
             "--stall-seconds",
@@ -130,8 +130,12 @@ def main() -> int:
             str(QUOTA),
             "--timeout",
             "2",
+            "--recheck-after",
+            "3",
+            "--max-pending-wait",
+            "40",
         ]
-        _say("$ poller run --tokens " + f"{tokens_file} --output {output} --endpoint {endpoint}")
+        _say("$ poller run " + " ".join(cmd[4:]))
         env = dict(os.environ)
         env["TENCENTCLOUD_SECRET_ID"] = DEMO_SECRET_ID
         env["TENCENTCLOUD_SECRET_KEY"] = DEMO_SECRET_KEY

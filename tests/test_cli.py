@@ -152,3 +152,34 @@ def test_config_example_documents_every_key_with_its_default() -> None:
             assert value == default, key
     for secret_key in ("secret_id", "secret_key", "session_token"):
         assert f"# {secret_key} = " in text
+
+
+def test_tls_verification_stays_on_and_a_ca_bundle_is_added() -> None:
+    import ssl
+
+    import certifi
+
+    from poller.runner import ssl_context
+    from tests.helpers import make_settings
+
+    default = ssl_context(make_settings())
+    bundled = ssl_context(make_settings(ca_bundle=certifi.where()))
+    for context in (default, bundled):
+        assert context.verify_mode is ssl.CERT_REQUIRED
+        assert context.check_hostname is True
+    assert bundled.cert_store_stats()["x509_ca"] > default.cert_store_stats()["x509_ca"]
+
+
+def test_console_script_and_module_entry_points() -> None:
+    import subprocess
+    import sys
+
+    for cmd in (
+        [sys.executable, "-m", "poller", "--help"],
+        [str(ROOT / ".venv/bin/poller"), "--help"],
+    ):
+        if not Path(cmd[0]).exists():
+            continue
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert done.returncode == 0
+        assert "run" in done.stdout and "report" in done.stdout and "simulate" in done.stdout
