@@ -12,21 +12,14 @@ from aioresponses import aioresponses
 
 from poller.cli import main
 from poller.settings import FIELD_NAMES, Settings
-from tests.helpers import SECRET_ID, SECRET_KEY, URL, ScriptedServer, api_error, ok
+from tests.helpers import SECRET_KEY, URL, ScriptedServer, api_error, ok
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Credentials in the environment and a HOME with no profile file."""
-    for name in list(os.environ):
-        if name.startswith(("TENCENTCLOUD_", "FACEID_POLLER_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return tmp_path
+def env(user_env: Path) -> Path:
+    return user_env
 
 
 def _tokens(tmp_path: Path, *tokens: str) -> str:

@@ -7,60 +7,21 @@ condition), never for a fixed amount of time.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-import aiohttp
+from poller.simulator import RunningSimulator, SimulatorConfig, running_simulator
+from tests.e2e import mint, records, start_poller
 
-from poller.simulator import (
-    DEMO_SECRET_ID,
-    DEMO_SECRET_KEY,
-    RunningSimulator,
-    SimulatorConfig,
-    mint_tokens,
-    running_simulator,
-)
-
-ENV = {
-    **os.environ,
-    "TENCENTCLOUD_SECRET_ID": DEMO_SECRET_ID,
-    "TENCENTCLOUD_SECRET_KEY": DEMO_SECRET_KEY,
-}
 CONCURRENCY = 8
-
-
-async def _mint(sim: RunningSimulator, n: int, rate: float, lanes: int = 10) -> list[str]:
-    """Mint in parallel lanes (mint_tokens waits for each answer before the next call)."""
-    async with aiohttp.ClientSession() as session:
-        batches = await asyncio.gather(
-            *(
-                mint_tokens(
-                    session,
-                    sim.endpoint,
-                    DEMO_SECRET_ID,
-                    DEMO_SECRET_KEY,
-                    n // lanes,
-                    rate=rate / lanes,
-                )
-                for _ in range(lanes)
-            )
-        )
-    return [token for batch in batches for token in batch]
 
 
 async def _start(
     sim: RunningSimulator, tokens: Path, out: Path, rate: float
 ) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "poller",
+    return await start_poller(
         "run",
         "--tokens",
         str(tokens),
@@ -74,9 +35,7 @@ async def _start(
         str(CONCURRENCY),
         "--max-pending-wait",
         "0",
-        env=ENV,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
     )
 
 
@@ -95,16 +54,12 @@ async def _wait_for_lines(out: Path, n: int, proc: asyncio.subprocess.Process) -
     raise AssertionError(f"{out} never reached {n} lines")
 
 
-def _records(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-
-
 async def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path) -> None:
     rate = 400.0
     config = SimulatorConfig(rate=rate, latency_ms=20, pending_share=0.0, seed=21)
     rng = random.Random(99)
     async with running_simulator(config) as sim:
-        tokens = await _mint(sim, 150, rate)
+        tokens = await mint(sim, 150, rate, lanes=10)
         tokens_file = tmp_path / "tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
         out = tmp_path / "out.jsonl"
@@ -124,8 +79,8 @@ async def test_sigkill_at_random_points_loses_and_repeats_nothing(tmp_path: Path
         queried = sim.stats()["queries_by_token_count"]
 
     assert kills == 3
-    records = _records(out)
-    finals = Counter(r["token"] for r in records if r["final"])
+    lines = records(out)
+    finals = Counter(r["token"] for r in lines if r["final"])
     assert set(finals) == set(tokens)  # zero lost
     assert max(finals.values()) == 1  # zero duplicate final lines
     # Only a token in flight when the process died can have been asked twice.
@@ -140,7 +95,7 @@ async def test_sigterm_finishes_in_flight_requests_and_the_rerun_finishes_the_re
     rate = 50.0
     config = SimulatorConfig(rate=rate, latency_ms=150, pending_share=0.0, seed=5)
     async with running_simulator(config) as sim:
-        tokens = await _mint(sim, 100, 45.0, lanes=20)
+        tokens = await mint(sim, 100, 45.0, lanes=20)
         tokens_file = tmp_path / "tokens.txt"
         tokens_file.write_text("\n".join(tokens) + "\n")
         out = tmp_path / "out.jsonl"
@@ -154,7 +109,7 @@ async def test_sigterm_finishes_in_flight_requests_and_the_rerun_finishes_the_re
         assert proc.returncode == 143, text
         assert "SIGTERM" in text
         assert "summary:" in text
-        first = _records(out)
+        first = records(out)
         assert 10 <= len(first) < 100
         sent = sim.stats()["by_action"]["GetSdkVerificationResult"] - before
         # Every request that went out came back and was written: in-flight tokens finished.
@@ -164,6 +119,6 @@ async def test_sigterm_finishes_in_flight_requests_and_the_rerun_finishes_the_re
         _, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
         assert proc.returncode == 0, stderr.decode()
 
-    records = _records(out)
-    assert len(records) == 100
-    assert {r["token"] for r in records} == set(tokens)
+    lines = records(out)
+    assert len(lines) == 100
+    assert {r["token"] for r in lines} == set(tokens)

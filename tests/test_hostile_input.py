@@ -4,24 +4,15 @@ problems are one sentence and exit 2, and nothing ever ends in a traceback."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from aioresponses import aioresponses
 
 from poller.cli import main
-from tests.helpers import SECRET_ID, SECRET_KEY, URL, ScriptedServer, ok
+from tests.helpers import URL, ScriptedServer, ok
 
-
-@pytest.fixture(autouse=True)
-def creds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("TENCENTCLOUD_", "FACEID_POLLER_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+pytestmark = pytest.mark.usefixtures("user_env")
 
 
 # name, file name, content, expected exit, expected {status: count} of the lines written

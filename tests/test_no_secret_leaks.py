@@ -2,30 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from pathlib import Path
 
 from poller.simulator import DEMO_SECRET_ID, SimulatorConfig, running_simulator
+from tests.e2e import run_poller
 
 SECRET_KEY = "LeakCanarySecretKey0123456789abc"
 SESSION_TOKEN = "LeakCanarySessionToken/with+chars=="
-
-
-async def _run(args: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "poller",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
 def _every_file(folder: Path) -> list[str]:
@@ -56,8 +40,8 @@ async def test_max_verbosity_with_faults_never_shows_a_secret(tmp_path: Path) ->
     async with running_simulator(config) as sim:
         for log_format in ("text", "json"):
             out = tmp_path / f"out-{log_format}.jsonl"
-            code, stdout, stderr = await _run(
-                [
+            code, stdout, stderr = await run_poller(
+                *[
                     "run",
                     "--tokens",
                     str(tokens),
@@ -79,22 +63,22 @@ async def test_max_verbosity_with_faults_never_shows_a_secret(tmp_path: Path) ->
                     "0.2",
                     "-vv",
                 ],
-                env,
+                env=env,
             )
             assert code in (0, 1), stderr
             assert "attempt" in stderr  # debug lines about faults were really logged
             streams += [stdout, stderr]
         # The dry run prints the credentials' source and secret id, never the key.
-        code, stdout, stderr = await _run(
-            ["run", "--tokens", str(tokens), "--endpoint", sim.endpoint, "--dry-run"], env
+        code, stdout, stderr = await run_poller(
+            *["run", "--tokens", str(tokens), "--endpoint", sim.endpoint, "--dry-run"], env=env
         )
         assert code == 0
         assert DEMO_SECRET_ID in stdout
         streams += [stdout, stderr]
         # A wrong key is a fatal error whose message must not echo what was sent.
         wrong = {**env, "TENCENTCLOUD_SECRET_KEY": SECRET_KEY[::-1]}
-        code, stdout, stderr = await _run(
-            ["run", "--tokens", str(tokens), "--endpoint", sim.endpoint, "-vv"], wrong
+        code, stdout, stderr = await run_poller(
+            *["run", "--tokens", str(tokens), "--endpoint", sim.endpoint, "-vv"], env=wrong
         )
         assert code == 3
         streams += [stdout, stderr]

@@ -2,63 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
-import os
-import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.simulator import (
-    DEMO_SECRET_ID,
-    DEMO_SECRET_KEY,
-    RunningSimulator,
-    SimulatorConfig,
-    mint_tokens,
-    running_simulator,
-)
+from poller.simulator import RunningSimulator, SimulatorConfig, running_simulator
 from poller.simulator.app import SIMULATOR_KEY
+from tests.e2e import mint, records, run_poller
 
-ENV = {
-    **os.environ,
-    "TENCENTCLOUD_SECRET_ID": DEMO_SECRET_ID,
-    "TENCENTCLOUD_SECRET_KEY": DEMO_SECRET_KEY,
-}
 RESULT = "GetSdkVerificationResult"
 
 
-async def _mint(sim: RunningSimulator, n: int) -> list[str]:
-    async with aiohttp.ClientSession() as session:
-        return await mint_tokens(
-            session, sim.endpoint, DEMO_SECRET_ID, DEMO_SECRET_KEY, n, rate=400
-        )
-
-
 async def _poller(sim: RunningSimulator, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "poller",
-        "run",
-        "--endpoint",
-        sim.endpoint,
-        *args,
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return await run_poller("run", "--endpoint", sim.endpoint, *args)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -73,7 +31,7 @@ def _queries(sim: RunningSimulator) -> int:
 async def test_pending_tokens_are_rechecked_until_they_settle(tmp_path: Path) -> None:
     config = SimulatorConfig(rate=400, pending_share=1.0, pending_seconds=1.5, seed=4)
     async with running_simulator(config) as sim:
-        tokens = await _mint(sim, 20)
+        tokens = await mint(sim, 20)
         src = _write(tmp_path / "t.txt", "\n".join(tokens) + "\n")
         out = tmp_path / "out.jsonl"
         code, _, err = await _poller(
@@ -81,18 +39,18 @@ async def test_pending_tokens_are_rechecked_until_they_settle(tmp_path: Path) ->
             "--recheck-after", "0.2", "--max-pending-wait", "10",
         )  # fmt: skip
     assert code == 0, err
-    records = _records(out)
-    assert len(records) == 20
-    assert [r for r in records if not r["final"] or r["status"] not in ("passed", "failed")] == []
+    lines = records(out)
+    assert len(lines) == 20
+    assert [r for r in lines if not r["final"] or r["status"] not in ("passed", "failed")] == []
     # Pending at first (unless the poller took over 1.5 s to start), then asked again.
-    assert sum(r["attempts"] >= 2 for r in records) >= 10
+    assert sum(r["attempts"] >= 2 for r in lines) >= 10
     assert "pending re-checks 0" not in err
 
 
 async def test_pending_past_the_wait_is_completed_by_the_next_run(tmp_path: Path) -> None:
     config = SimulatorConfig(rate=400, pending_share=1.0, pending_seconds=3600, seed=6)
     async with running_simulator(config) as sim:
-        tokens = await _mint(sim, 15)
+        tokens = await mint(sim, 15)
         src = _write(tmp_path / "t.txt", "\n".join(tokens) + "\n")
         out = tmp_path / "out.jsonl"
         args = ["--tokens", str(src), "--output", str(out), "--rate", "400"]
@@ -100,7 +58,7 @@ async def test_pending_past_the_wait_is_completed_by_the_next_run(tmp_path: Path
             sim, *args, "--recheck-after", "0.1", "--max-pending-wait", "0.25"
         )
         assert code == 1, err
-        first = _records(out)
+        first = records(out)
         assert {r["status"] for r in first} == {"pending"}
         assert not any(r["final"] for r in first)
         assert all(r["result"] == "-999" for r in first)
@@ -112,14 +70,14 @@ async def test_pending_past_the_wait_is_completed_by_the_next_run(tmp_path: Path
         code, _, err = await _poller(sim, *args)
         assert code == 0, err
         assert _queries(sim) - before == 15
-    last = {r["token"]: r for r in _records(out)}
-    assert len(_records(out)) == 30
+    last = {r["token"]: r for r in records(out)}
+    assert len(records(out)) == 30
     assert all(r["final"] for r in last.values())
 
 
 async def test_tokens_past_72_hours_are_expired_without_a_request(tmp_path: Path) -> None:
     async with running_simulator(SimulatorConfig(rate=400, pending_share=0.0)) as sim:
-        tokens = await _mint(sim, 12)
+        tokens = await mint(sim, 12)
         now = time.time()
         rows = [f"{t},{now - 80 * 3600:.0f}" for t in tokens[:5]]
         rows += [f"{t},{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(now))}" for t in tokens[5:]]
@@ -134,7 +92,7 @@ async def test_tokens_past_72_hours_are_expired_without_a_request(tmp_path: Path
     assert code == 0, err
     assert sent == 7  # the five old tokens cost no quota
     assert queried["0"] == 5
-    by_token = {r["token"]: r for r in _records(out)}
+    by_token = {r["token"]: r for r in records(out)}
     for token in tokens[:5]:
         assert by_token[token]["status"] == "expired"
         assert by_token[token]["attempts"] == 0
@@ -172,12 +130,12 @@ async def test_metrics_file_matches_the_run(tmp_path: Path) -> None:
     for family in text_string_to_metric_families(metrics.read_text()):
         for sample in family.samples:
             values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    records = _records(out)
+    lines = records(out)
     for status in ("passed", "failed", "pending", "expired", "invalid_token", "error"):
-        expected = sum(1 for r in records if r["status"] == status)
+        expected = sum(1 for r in lines if r["status"] == status)
         assert values[("faceid_poller_tokens", (("status", status),))] == expected
     assert values[("faceid_poller_requests_total", ())] == sent
     assert values[("faceid_poller_running", ())] == 0
-    charges = sum(r["charge_count"] or 0 for r in records)
+    charges = sum(r["charge_count"] or 0 for r in lines)
     assert values[("faceid_poller_charge_count_total", ())] == charges
     assert f"charge_count total {charges}" in err

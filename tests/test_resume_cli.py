@@ -12,17 +12,11 @@ from aioresponses import aioresponses
 
 from poller.cli import main
 from poller.resume import OutputLock
-from tests.helpers import SECRET_ID, SECRET_KEY, URL, ScriptedServer, Step, api_error, ok
+from tests.helpers import URL, ScriptedServer, Step, api_error, ok
 
 
 @pytest.fixture(autouse=True)
-def creds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.startswith(("TENCENTCLOUD_", "FACEID_POLLER_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", SECRET_ID)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+def creds(user_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Fast and deterministic: no in-run re-checks, one attempt, no backoff.
     monkeypatch.setenv("FACEID_POLLER_MAX_PENDING_WAIT", "0")
     monkeypatch.setenv("FACEID_POLLER_MAX_ATTEMPTS", "1")
