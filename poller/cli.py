@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
 
-from poller import report as report_command
 from poller.engine import RunStats, format_summary
 from poller.logs import register_secret, setup_logging
 from poller.plan import format_plan, make_plan
@@ -22,7 +21,6 @@ from poller.records import JsonlSink
 from poller.resume import OutputLock, ResumeError, load_resume_state
 from poller.runner import run_job
 from poller.settings import ConfigError, build_settings
-from poller.simulator import command as simulator_command
 from poller.tokens import Format, InputError, InputItem, estimate_entries, read_tokens
 from poller.triage import Triage
 
@@ -128,6 +126,32 @@ def _add_run_parser(sub: Any) -> None:
     )
 
 
+LAZY_COMMANDS = {
+    "simulate": "serve the embedded FaceID simulator on 127.0.0.1 (for trials, tests, benchmarks)",
+    "report": "totals, pass rate, charges and unfinished tokens of a results file; diff two runs",
+}
+REPORT_DESCRIPTION = (
+    "Read a results file (JSON lines written by `poller run`) and report totals by status and "
+    "result code, total charge_count, the pass rate and the tokens that are not final; "
+    "--against OLDER shows what changed between two runs."
+)
+
+
+def _run_lazy(name: str, rest: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"poller {name}", description=LAZY_COMMANDS[name])
+    if name == "simulate":
+        from poller.simulator import command as simulator_command
+
+        simulator_command.configure_parser(parser)
+        return simulator_command.run_command(parser.parse_args(rest))
+
+    from poller import report as report_command
+
+    parser.description = REPORT_DESCRIPTION
+    report_command.configure_parser(parser)
+    return report_command.run_command(parser.parse_args(rest))
+
+
 RUN_FLAGS = (
     "endpoint",
     "region",
@@ -153,22 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run_parser(sub)
-    simulate = sub.add_parser(
-        "simulate",
-        help="serve the embedded FaceID simulator on 127.0.0.1 (for trials, tests, benchmarks)",
-        description="The embedded FaceID stand-in: signed API, quota, faults, /__stats.",
-    )
-    simulator_command.configure_parser(simulate)
-    report = sub.add_parser(
-        "report",
-        help="totals, pass rate, charges and unfinished tokens of a results file; diff two runs",
-        description=(
-            "Read a results file (JSON lines written by `poller run`) and report totals by "
-            "status and result code, total charge_count, the pass rate and the tokens that are "
-            "not final; --against OLDER shows what changed between two runs."
-        ),
-    )
-    report_command.configure_parser(report)
+    # `simulate` and `report` load their modules (aiohttp.web, the renderers) only when used,
+    # so `poller run` starts faster: the rest of their command line is parsed by them.
+    for name, text in LAZY_COMMANDS.items():
+        lazy = sub.add_parser(name, help=text, add_help=False)
+        lazy.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -271,15 +284,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LAZY_COMMANDS:
+        # Their own parsers take everything after the command word, --help included.
+        return _run_lazy(argv[0], argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.command == "run":
             return cmd_run(args)
-        if args.command == "report":
-            return report_command.run_command(args)
-        if args.command == "simulate":
-            return simulator_command.run_command(args)
         parser.error(f"unknown command {args.command}")
     except (ConfigError, InputError, ResumeError, UserError) as exc:
         print(f"poller: error: {exc}", file=sys.stderr)

@@ -68,7 +68,11 @@ def parse_reply(status: int, body: bytes) -> Reply:
         raise TransportFault(
             "Transport.BadBody", f"the body is not complete JSON ({len(body)} bytes)"
         ) from None
-    if _deeper_than(data, MAX_DEPTH):
+    # Nesting can only exceed the limit if the body holds more brackets than the limit (a real
+    # reply has a few dozen): counting bytes in C spares the walk, which cost more CPU than
+    # the whole HTTP exchange (benchmarks).
+    brackets = body.count(b"[") + body.count(b"{")
+    if brackets > MAX_DEPTH and _deeper_than(data, MAX_DEPTH):
         raise TransportFault("Transport.BadBody", f"the JSON body nests over {MAX_DEPTH} levels")
     response = data.get("Response") if isinstance(data, dict) else None
     if not isinstance(response, dict):

@@ -11,16 +11,21 @@ import logging
 import signal
 import ssl
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 from poller.client import FaceIdClient
 from poller.engine import Engine
-from poller.metrics import MetricsWriter
 from poller.progress import Progress
 from poller.records import JsonlSink
 from poller.settings import Settings
 from poller.tokens import InputItem
+
+if TYPE_CHECKING:
+    from poller.metrics import MetricsWriter
 
 log = logging.getLogger("poller")
 
@@ -33,6 +38,17 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     if settings.ca_bundle:
         context.load_verify_locations(cafile=settings.ca_bundle)
     return context
+
+
+def proxy_for(endpoint: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
+    """The proxy HTTPS_PROXY/HTTP_PROXY/NO_PROXY (and ~/.netrc) name for the endpoint.
+
+    Looked up once per run rather than with `trust_env=True`, which makes aiohttp re-read the
+    environment and ~/.netrc on every request: that cost more CPU than signing (benchmarks)."""
+    try:
+        return get_env_proxy_for_url(URL(endpoint))
+    except LookupError:
+        return None, None
 
 
 class _Stopper:
@@ -95,8 +111,10 @@ async def run_job(
 ) -> Engine:
     """Run one batch. Progress and metrics are side tasks that only read the counters."""
     connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=ssl_context(settings))
-    # trust_env: HTTPS_PROXY/NO_PROXY are honoured for corporate networks.
-    async with aiohttp.ClientSession(connector=connector, trust_env=True) as session:
+    proxy, proxy_auth = proxy_for(settings.endpoint)
+    async with aiohttp.ClientSession(
+        connector=connector, proxy=proxy, proxy_auth=proxy_auth
+    ) as session:
         engine = Engine(
             settings,
             FaceIdClient(session, settings),
@@ -109,8 +127,10 @@ async def run_job(
             for signum, name in SIGNALS.items():
                 loop.add_signal_handler(signum, stopper, name)
         side_tasks: list[asyncio.Task[None]] = []
-        metrics = None
+        metrics: MetricsWriter | None = None
         if metrics_file:
+            from poller.metrics import MetricsWriter  # prometheus_client: only when asked for
+
             metrics = MetricsWriter(metrics_file, engine.stats, engine.pacer, metrics_interval)
             side_tasks.append(loop.create_task(metrics.run()))
         bar: list[Progress] = []

@@ -6,6 +6,7 @@ function the published vectors pin down.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -41,6 +42,15 @@ def utc_date(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
 
 
+@functools.lru_cache(maxsize=16)
+def _signing_key(secret_key: str, date: str, service: str) -> bytes:
+    """The first three links of the key chain depend only on the key, the UTC date and the
+    service: computed once a day instead of on every request (3 of the 4 HMACs saved)."""
+    k_date = _hmac(("TC3" + secret_key).encode("utf-8"), date)
+    k_service = _hmac(k_date, service)
+    return _hmac(k_service, "tc3_request")
+
+
 def canonical_request(*, host: str, content_type: str, payload: bytes, method: str = "POST") -> str:
     headers = f"content-type:{content_type.strip().lower()}\nhost:{host.strip().lower()}\n"
     return "\n".join((method, "/", "", headers, SIGNED_HEADERS, sha256_hex(payload)))
@@ -61,9 +71,7 @@ def sign(
     date = utc_date(timestamp)
     scope = f"{date}/{service}/tc3_request"
     string_to_sign = "\n".join((ALGORITHM, str(timestamp), scope, sha256_hex(creq.encode("utf-8"))))
-    k_date = _hmac(("TC3" + secret_key).encode("utf-8"), date)
-    k_service = _hmac(k_date, service)
-    k_signing = _hmac(k_service, "tc3_request")
+    k_signing = _signing_key(secret_key, date, service)
     signature = hmac.new(k_signing, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
     authorization = (
         f"{ALGORITHM} Credential={secret_id}/{scope}, "

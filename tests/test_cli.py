@@ -173,3 +173,36 @@ def test_console_script_and_module_entry_points() -> None:
         assert done.returncode == 0
         for command in ("run", "report", "simulate"):
             assert command in done.stdout
+
+
+def test_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from poller.runner import proxy_for
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    endpoint = "https://faceid.intl.tencentcloudapi.com"
+    assert proxy_for(endpoint) == (None, None)
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:pw@proxy.corp.example:3128")
+    proxy, auth = proxy_for(endpoint)
+    assert str(proxy) == "http://proxy.corp.example:3128"
+    assert auth is not None
+    assert auth.login == "user"
+    monkeypatch.setenv("NO_PROXY", "faceid.intl.tencentcloudapi.com")
+    assert proxy_for(endpoint) == (None, None)
+
+
+def test_report_and_simulate_are_reached_through_main(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "r.jsonl"
+    results.write_text(
+        '{"token":"a","status":"passed","final":true,"result":"0","description":"ok",'
+        '"charge_count":1,"request_id":"r","error":null,"attempts":1,'
+        '"checked_at":"2026-01-01T00:00:00Z","response":null}\n'
+    )
+    assert main(["report", str(results), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"]["total"] == 1
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--help"])
+    assert exc.value.code == 0
+    assert "--any-token" in capsys.readouterr().out
