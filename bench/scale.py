@@ -115,6 +115,11 @@ def run(sizes: Sizes) -> Section:
          fmt(real.wall, 1), f"**{real.maxrss_mb:.0f}**", str(real.returncode)],
     ]  # fmt: skip
     section.tables.append(Table(("run", "tokens", "wall s", "peak RSS MB", "exit"), rows))
+    section.notes.append(
+        "The real run's figure covers the tokens it reached before SIGTERM: the bounded queue "
+        "keeps the input streaming, but the de-duplication set grows with every token read, "
+        "so a run that reads the whole input ends near the dry run's figure."
+    )
     for label, child in (("--dry-run", dry), ("real run", real)):
         section.targets.append(
             Target(
@@ -124,7 +129,11 @@ def run(sizes: Sizes) -> Section:
                 met=child.maxrss_mb <= RSS_TARGET_MB,
                 why=""
                 if child.maxrss_mb <= RSS_TARGET_MB
-                else "the de-duplication set holds every token read so far",
+                else (
+                    "the de-duplication set in `poller.triage` holds every token as a str "
+                    "(~124 MB per million UUID-shaped tokens, measured); 16-byte blake2b "
+                    "digests would take ~93 MB, 64-bit ints ~78 MB"
+                ),
             )
         )
     if resume_child is None:
