@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench import cpu, quota, scale, startup
 from bench.model import Section, Sizes
+from bench.procs import SimulatorDied
 from bench.report import render
 
 DOC = Path("docs/benchmarks.md")
@@ -55,7 +56,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in MEASUREMENTS:
         if name in chosen:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
-            section = runners[name]()
+            try:
+                section = runners[name]()
+            except SimulatorDied as exc:
+                print(f"bench: {name}: {exc}; measuring it again", file=sys.stderr, flush=True)
+                section = runners[name]()
             print(f"bench: {name} done in {section.seconds:.0f} s", file=sys.stderr, flush=True)
             sections.append(section)
     seconds = time.perf_counter() - started

@@ -20,6 +20,7 @@ from bench.model import Section, Sizes, Table, Target, fmt
 from bench.procs import (
     PYTHON,
     ChildResult,
+    Simulator,
     check_exit,
     count_lines,
     poller_run,
@@ -96,11 +97,12 @@ class CpuResult:
 
 
 def _run_once(
-    client: Client, tokens: Path, count: int, workdir: Path, endpoint: str
+    client: Client, tokens: Path, count: int, workdir: Path, sim: Simulator
 ) -> ChildResult:
     output = workdir / f"out-{client.key}.jsonl"
     output.unlink(missing_ok=True)
-    child = run_child(client.argv(tokens, output, endpoint), timeout=600)
+    child = run_child(client.argv(tokens, output, sim.endpoint), timeout=600)
+    sim.check_alive()
     check_exit(child)
     if client.key.startswith("poller"):
         written = count_lines(output)
@@ -123,10 +125,10 @@ def measure(
     startups: dict[str, ChildResult] = {}
     with simulator("--any-token", "--rate", "100000", "--no-auth") as sim:
         for client in clients:
-            startups[client.key] = _run_once(client, empty, 0, workdir, sim.endpoint)
+            startups[client.key] = _run_once(client, empty, 0, workdir, sim)
         for _ in range(repeats):  # interleaved: a burst of outside load hits every client alike
             for client in clients:
-                runs[client.key].append(_run_once(client, tokens, count, workdir, sim.endpoint))
+                runs[client.key].append(_run_once(client, tokens, count, workdir, sim))
         sim_argv = sim.argv
     results = [CpuResult(c, count, tuple(runs[c.key]), startups[c.key]) for c in clients]
     return results, sim_argv

@@ -109,6 +109,11 @@ def _signal(pid: int, signum: signal.Signals) -> None:
         os.kill(pid, signum)
 
 
+class SimulatorDied(RuntimeError):
+    """The simulator process went away mid-measurement (on a shared machine, something else may
+    stop it): the measurement is void and worth one more try."""
+
+
 @dataclass(slots=True)
 class Simulator:
     """A `poller simulate` process on 127.0.0.1; stats are read over HTTP."""
@@ -116,15 +121,32 @@ class Simulator:
     argv: tuple[str, ...]
     port: int
     proc: subprocess.Popen[bytes] = field(repr=False)
+    stderr: Path = field(repr=False)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.endpoint + "/__stats", timeout=10) as resp:  # noqa: S310
-            data: dict[str, Any] = json.loads(resp.read())
+        try:
+            with urllib.request.urlopen(self.endpoint + "/__stats", timeout=10) as resp:  # noqa: S310
+                data: dict[str, Any] = json.loads(resp.read())
+        except OSError as exc:
+            if self.proc.poll() is not None:
+                raise SimulatorDied(f"/__stats failed ({exc}); {self.state()}") from None
+            raise RuntimeError(
+                f"the simulator did not answer /__stats: {exc}; {self.state()}"
+            ) from None
         return data
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise SimulatorDied(self.state())
+
+    def state(self) -> str:
+        status = self.proc.poll()
+        alive = "still running" if status is None else f"exited with status {status}"
+        return f"simulator {alive}, its stderr: {self.stderr.read_text(errors='replace')[-2000:]!r}"
 
     def reset(self) -> None:
         url = self.endpoint + "/__reset_stats"
@@ -151,7 +173,7 @@ def simulator(*flags: str) -> Iterator[Simulator]:
         )
     try:
         port = _wait_for_port(proc, port_file, workdir / "stderr")
-        yield Simulator(argv=argv, port=port, proc=proc)
+        yield Simulator(argv=argv, port=port, proc=proc, stderr=workdir / "stderr")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

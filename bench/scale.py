@@ -104,6 +104,7 @@ def run(sizes: Sizes) -> Section:
         with simulator("--any-token", "--rate", "100000") as sim:
             argv = poller_run(tokens, output, sim.endpoint, "--rate", "100000")
             real = run_child(argv, terminate_after=sizes.scale_run_seconds, timeout=600)
+            sim.check_alive()
             sim_argv = sim.argv
         check_exit(real, (0, EXIT_SIGTERM))
         written = count_lines(output)
