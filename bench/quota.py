@@ -162,10 +162,10 @@ def _target(r: QuotaResult) -> Target:
         why.append(
             f"quota use {r.share:.3f} < {TARGET_SHARE}: "
             + (
-                f"{r.unused:.2f} s of slots went unused; the simulator's arrival times put "
-                "them at the end of the run, where the last faulted tokens wait out their "
-                "timeout and backoff with no other token left to fill the slots (steady state "
-                "runs at the full paced rate)"
+                f"{r.unused:.2f} s of slots went unused; per-request arrival logs taken while "
+                "building this benchmark put such gaps in the last second(s) of the run, where "
+                "the last faulted tokens wait out their timeout and backoff with no other "
+                "token left to fill the slots (the steady state runs at the full paced rate)"
                 if c.faults
                 else f"the pacer left {r.unused:.2f} s of slots unused"
             )

@@ -7,6 +7,7 @@ process on the same machine, same clock) records `first_request_at`. The interpr
 
 from __future__ import annotations
 
+import re
 import statistics
 import time
 
@@ -24,6 +25,22 @@ from bench.procs import (
 
 TARGET_S = 0.5
 TOKENS = 20
+# Imports worth naming in the start-up table: the big third-party ones and the poller's own.
+WATCHED = ("aiohttp", "poller.simulator", "poller.settings", "tenacity", "aiolimiter",
+           "poller.tokens")  # fmt: skip
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|\s+(\S+)$")
+
+
+def import_times() -> dict[str, float]:
+    """Cumulative ms per watched module from `python -X importtime -c 'import poller.cli'`."""
+    child = run_child((PYTHON, "-X", "importtime", "-c", "import poller.cli"))
+    check_exit(child)
+    found: dict[str, float] = {}
+    for line in child.stderr.splitlines():
+        match = _IMPORT_LINE.match(line.strip())
+        if match is not None and match[3] in (*WATCHED, "poller.cli"):
+            found.setdefault(match[3], int(match[2]) / 1000.0)
+    return found
 
 
 def run(sizes: Sizes) -> Section:
@@ -48,6 +65,7 @@ def run(sizes: Sizes) -> Section:
         imports = [
             run_child((PYTHON, "-c", "import poller.cli")).wall for _ in range(sizes.startup_runs)
         ]
+        imported = import_times()
     median = statistics.median(delays)
     section = Section(
         title="Start-up",
@@ -82,6 +100,22 @@ def run(sizes: Sizes) -> Section:
             ],
         )
     )
+    total = imported.get("poller.cli", 0.0)
+    section.tables.append(
+        Table(
+            ("import (cumulative, `-X importtime`)", "ms", "share of `import poller.cli`"),
+            [
+                [f"`{name}`", f"{ms:.0f}", f"{ms / total:.0%}" if total else "-"]
+                for name, ms in sorted(imported.items(), key=lambda kv: -kv[1])
+            ],
+        )
+    )
+    if "poller.simulator" in imported:
+        section.notes.append(
+            "`poller.cli` imports the simulator (and with it `aiohttp.web`) for the `simulate` "
+            "subcommand even when it runs `poller run`; importing it inside the subcommand "
+            f"would save ~{imported['poller.simulator']:.0f} ms of every start."
+        )
     section.targets.append(
         Target(
             what="first request after start (median)",
