@@ -21,13 +21,13 @@ test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check poller tests
-	$(BIN)/ruff format --check poller tests
-	$(BIN)/mypy --strict poller tests
+	$(BIN)/ruff check poller tests bench
+	$(BIN)/ruff format --check poller tests bench
+	$(BIN)/mypy --strict poller tests bench
 
 format: install
-	$(BIN)/ruff format poller tests
-	$(BIN)/ruff check --fix poller tests
+	$(BIN)/ruff format poller tests bench
+	$(BIN)/ruff check --fix poller tests bench
 
 bench: install
 	$(BIN)/python -m bench

@@ -38,7 +38,8 @@ def test_the_flag_defaults_are_the_config_defaults() -> None:
 def test_every_flag_reaches_the_config() -> None:
     flags = (
         "--host 127.0.0.2 --port 8123 --seed 9 --rate 18.5 --pass-share 0.5 --pending-share 0.2 "
-        "--pending-seconds 3 --token-ttl-seconds 60 --clock-offset 7 --any-token --latency-ms 80 "
+        "--pending-seconds 3 --token-ttl-seconds 60 --clock-offset 7 --any-token --no-auth "
+        "--latency-ms 80 "
         "--pre-jitter-ms 20 --fault-rate 0.1 --faults reset,stall --stall-seconds 2"
     )
     args = _subcommand_args(flags.split(" "))
@@ -54,6 +55,7 @@ def test_every_flag_reaches_the_config() -> None:
         token_ttl_seconds=60,
         clock_offset=7,
         any_token=True,
+        check_signatures=False,
         latency_ms=80,
         pre_jitter_ms=20,
         fault_rate=0.1,

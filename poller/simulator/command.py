@@ -87,6 +87,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="seconds added to 'now' for token age only (not for signatures)",
     )
     add("--any-token", action="store_true", help="accept any token; outcome from its hash")
+    add(
+        "--no-auth",
+        dest="check_signatures",
+        action="store_false",
+        help="accept unsigned requests (only for the benchmark's bare-HTTP floor)",
+    )
     add("--latency-ms", type=number, default=d.latency_ms, help="median latency (default 0)")
     add(
         "--pre-jitter-ms",
@@ -128,6 +134,7 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Si
         token_ttl_seconds=args.token_ttl_seconds,
         clock_offset=args.clock_offset,
         any_token=args.any_token,
+        check_signatures=args.check_signatures,
         latency_ms=args.latency_ms,
         pre_jitter_ms=args.pre_jitter_ms,
         fault_rate=args.fault_rate,

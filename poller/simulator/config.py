@@ -53,6 +53,9 @@ class SimulatorConfig:
     clock_offset: float = 0.0
     # Accept any non-empty token; its outcome comes from a hash of the token (no minting).
     any_token: bool = False
+    # False (`--no-auth`) accepts unsigned requests: only for the benchmark's bare-HTTP floor,
+    # which must get the same answers as the poller without paying for signing.
+    check_signatures: bool = True
     # Median total latency. A bounded pre-count leg (half of it, +-pre_jitter_ms) happens before
     # the quota window counts the request; the heavy-tailed rest happens after (SPEC §5).
     latency_ms: float = 0.0

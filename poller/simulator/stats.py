@@ -16,7 +16,9 @@ class Stats:
     __slots__ = (
         "by_action",
         "by_outcome",
+        "first_request_at",
         "in_flight",
+        "last_request_at",
         "max_in_flight",
         "requests",
         "signature_failures",
@@ -33,8 +35,15 @@ class Stats:
         self.signature_failures = 0
         self.max_in_flight = 0
         self.tokens_minted = 0
+        # Simulator-clock seconds of the first and the latest API request since the last reset:
+        # a benchmark reads start-up time and the span a run used the quota over from them.
+        self.first_request_at: float | None = None
+        self.last_request_at: float | None = None
 
-    def enter(self) -> None:
+    def enter(self, now: float) -> None:
+        if self.first_request_at is None:
+            self.first_request_at = now
+        self.last_request_at = now
         self.requests += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -57,6 +66,8 @@ class Stats:
             "in_flight": self.in_flight,
             "max_in_flight": self.max_in_flight,
             "tokens_minted": self.tokens_minted,
+            "first_request_at": self.first_request_at,
+            "last_request_at": self.last_request_at,
             "tokens_stored": len(store),
             "queries_by_token_count": store.queries_by_token_count(),
         }
@@ -70,3 +81,5 @@ class Stats:
         self.signature_failures = 0
         self.max_in_flight = self.in_flight
         self.tokens_minted = 0
+        self.first_request_at = None
+        self.last_request_at = None

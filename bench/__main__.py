@@ -1,0 +1,88 @@
+"""`make bench` = `python -m bench`: every measurement, then `docs/benchmarks.md`.
+
+python -m bench                 # the full suite (~5 min on 2 cores) -> docs/benchmarks.md
+python -m bench --quick         # small sizes, a smoke test; prints, writes nothing
+python -m bench --only cpu,startup
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import cpu, quota, scale, startup
+from bench.model import Section, Sizes
+from bench.procs import SimulatorDied
+from bench.report import render
+
+DOC = Path("docs/benchmarks.md")
+MEASUREMENTS = ("quota", "cpu", "scale", "startup")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
+    parser.add_argument(
+        "--only", help=f"comma list of measurements to run (default all: {','.join(MEASUREMENTS)})"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help=f"write the report here (default {DOC} for a full run of everything; none for "
+        "--quick or --only)",
+    )
+    args = parser.parse_args(argv)
+    chosen = MEASUREMENTS if not args.only else tuple(args.only.split(","))
+    unknown = sorted(set(chosen) - set(MEASUREMENTS))
+    if unknown:
+        parser.error(f"unknown measurement(s) {', '.join(unknown)}; choose from {MEASUREMENTS}")
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    repeats = 1 if args.quick else 3
+    runners: dict[str, Callable[[], Section]] = {
+        "quota": lambda: quota.run(sizes),
+        "cpu": lambda: cpu.run(sizes, repeats),
+        "scale": lambda: scale.run(sizes),
+        "startup": lambda: startup.run(sizes),
+    }
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    sections = []
+    for name in MEASUREMENTS:
+        if name in chosen:
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            try:
+                section = runners[name]()
+            except SimulatorDied as exc:
+                print(f"bench: {name}: {exc}; measuring it again", file=sys.stderr, flush=True)
+                section = runners[name]()
+            print(f"bench: {name} done in {section.seconds:.0f} s", file=sys.stderr, flush=True)
+            sections.append(section)
+    seconds = time.perf_counter() - started
+    command = "python -m bench" + (" --quick" if args.quick else "")
+    if args.only:
+        command += f" --only {args.only}"
+    text = render(
+        sections,
+        command=command,
+        started=started_at,
+        seconds=seconds,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+    )
+    print(text)
+    output = args.output or (DOC if not args.quick and not args.only else None)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        print(f"bench: wrote {output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

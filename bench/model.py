@@ -1,0 +1,76 @@
+"""What every measurement hands back: tables, targets (met or not, and why), the commands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One figure held against its goal. `met` is None when it could not be measured."""
+
+    what: str
+    goal: str
+    value: str
+    met: bool | None
+    why: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return {True: "met", False: "not met", None: "not available"}[self.met]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    headers: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+
+@dataclass(slots=True)
+class Section:
+    title: str
+    intro: str
+    tables: list[Table] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # how long the measurement took, for the run-time line
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big each measurement is: the full run, or `--quick` for a smoke test."""
+
+    quota_seconds: float  # how long each paced run should last
+    cpu_tokens: int
+    scale_tokens: int
+    scale_run_seconds: float  # SIGTERM the real scaled run after this long
+    resume_lines: int
+    startup_runs: int
+
+    @classmethod
+    def full(cls) -> Sizes:
+        return cls(
+            quota_seconds=16.0,
+            cpu_tokens=5_000,
+            scale_tokens=1_000_000,
+            scale_run_seconds=20.0,
+            resume_lines=1_000_000,
+            startup_runs=5,
+        )
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(
+            quota_seconds=3.0,
+            cpu_tokens=500,
+            scale_tokens=20_000,
+            scale_run_seconds=3.0,
+            resume_lines=20_000,
+            startup_runs=2,
+        )
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    return f"{value:,.{digits}f}"
