@@ -40,15 +40,11 @@ SDK_FACTOR = 5.0  # target: the SDK with threads >= 5x the poller
 class Client:
     key: str
     label: str
-    diagnostic: bool = False
 
     def argv(self, tokens: Path, output: Path, endpoint: str) -> tuple[str, ...]:
         flags = ("--rate", "100000", "--concurrency", str(CONCURRENCY))
         if self.key == "poller":
             return poller_run(tokens, output, endpoint, *flags)
-        if self.key == "poller-no-trust-env":
-            run_args = poller_run(tokens, output, endpoint, *flags)[3:]  # drop "python -m poller"
-            return (PYTHON, "-m", "bench.variant", "no-trust-env", *run_args)
         return (
             PYTHON, "-m", "bench.clients", self.key, "--endpoint", endpoint, "--tokens",
             str(tokens), "--concurrency", str(CONCURRENCY),
@@ -60,11 +56,6 @@ CLIENTS = (
     Client("floor", "floor: bare aiohttp, no signing/retries/output"),
     Client("sdk-threads", "official SDK, sync client, ThreadPoolExecutor(32)"),
     Client("sdk-async", "official SDK, async client (httpx), 32 concurrent"),
-    Client(
-        "poller-no-trust-env",
-        "diagnostic: poller with `trust_env=False` (proposed fix, patched in-process)",
-        diagnostic=True,
-    ),
 )
 
 
@@ -134,7 +125,7 @@ def measure(
     return results, sim_argv
 
 
-def _why_sdk(sdk_ms: float, floor_ms: float, fixed: CpuResult | None) -> str:
+def _why_sdk(sdk_ms: float, floor_ms: float) -> str:
     needed = sdk_ms / SDK_FACTOR
     if floor_ms >= needed:
         return (
@@ -142,10 +133,7 @@ def _why_sdk(sdk_ms: float, floor_ms: float, fixed: CpuResult | None) -> str:
             f"bare-aiohttp floor itself, so even a poller at the floor would be under "
             f"{SDK_FACTOR:g}x"
         )
-    why = f"the poller would need <= {needed:.3f} ms/token, {needed / floor_ms:.2f}x the floor"
-    if fixed is not None:
-        why += f"; with trust_env off it is at {fixed.ms_per_token:.3f}"
-    return why
+    return f"the poller would need <= {needed:.3f} ms/token, {needed / floor_ms:.2f}x the floor"
 
 
 def run(sizes: Sizes, repeats: int) -> Section:
@@ -199,22 +187,11 @@ def run(sizes: Sizes, repeats: int) -> Section:
     poller = by_key["poller"]
     sdk = by_key["sdk-threads"]
     ratio = poller.ms_per_token / floor
-    fixed = by_key.get("poller-no-trust-env")
     why_floor = ""
     if ratio > FLOOR_FACTOR:
         why_floor = (
-            "the poller's aiohttp session is built with `trust_env=True`, so aiohttp re-reads "
-            "the proxy variables and tries ~/.netrc on every request, half of it through a "
-            "thread-pool hop"
-        )
-        if fixed is not None:
-            why_floor += (
-                f" (with it off: {fixed.ms_per_token:.3f} ms/token, "
-                f"{fixed.ms_per_token / floor:.2f}x the floor)"
-            )
-        why_floor += (
-            "; the rest is work the floor does not do: encoding each result line (the full "
-            "`response`), a tenacity `AsyncRetrying` built per token, and TC3 signing"
+            "work the floor does not do: encoding each result line (with the full `response`), "
+            "TC3 signing, pacing, the counters and the output file"
         )
     section.targets.append(
         Target(
@@ -234,7 +211,7 @@ def run(sizes: Sizes, repeats: int) -> Section:
                 f"{poller.ms_per_token:.3f} vs {sdk.ms_per_token:.3f} ms = {sdk_ratio:.1f}x fewer"
             ),
             met=sdk_ratio >= SDK_FACTOR,
-            why="" if sdk_ratio >= SDK_FACTOR else _why_sdk(sdk.ms_per_token, floor, fixed),
+            why="" if sdk_ratio >= SDK_FACTOR else _why_sdk(sdk.ms_per_token, floor),
         )
     )
     section.commands.append(shown(sim_argv))

@@ -6,21 +6,15 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 
 def main() -> int:
-    from poller.resume import load_resume_state  # type: ignore[import-not-found,unused-ignore]
+    from poller.resume import load_resume_state
 
-    path = Path(sys.argv[1])
     started = time.perf_counter()
-    state = load_resume_state(path)
+    state = load_resume_state(sys.argv[1])
     seconds = time.perf_counter() - started
-    try:
-        entries: int | None = len(state)
-    except TypeError:
-        entries = None
-    print(json.dumps({"seconds": seconds, "entries": entries}))
+    print(json.dumps({"seconds": seconds, "entries": state.lines}))
     return 0
 
 

@@ -1,7 +1,8 @@
 """The batch job: tokens in → bounded queue → workers (pacer, retries, client) → lines out.
 
-Each token's attempts are governed by a fresh tenacity `AsyncRetrying`; every attempt first
-takes a pacer slot (a retry spends quota too), then signs and sends a new request. A fatal
+A token whose first attempt fails is retried under a fresh tenacity `AsyncRetrying`; every
+attempt first takes a pacer slot (a retry spends quota too), then signs and sends a new
+request. A fatal
 API error (SPEC §2) cancels everything at once: no new requests, no lines for tokens that
 were never settled.
 """
@@ -267,15 +268,13 @@ class Engine:
         Returns None when the token is pending and was scheduled for a re-check instead."""
         token = job.token
         state = _TokenState(attempts=job.attempts)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts) | self._budget_stop(state),
-            wait=self._wait,
-            retry=retry_if_exception_type(RetryableFault),
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
         try:
-            reply: Reply = await retrying(self._attempt, token, state)
+            try:
+                # Most tokens settle on their first attempt: they skip tenacity's machinery,
+                # which cost a tenth of the CPU per token (benchmarks).
+                reply = await self._attempt(token, state)
+            except RetryableFault as first:
+                reply = await self._retry(token, state, first)
         except RetryableFault as fault:
             job.attempts = state.attempts
             message = fault.message
@@ -320,6 +319,28 @@ class Engine:
             response=job.last_response,
         )
 
+    async def _retry(self, token: str, state: _TokenState, first: RetryableFault) -> Reply:
+        """Attempts 2..max_attempts under a fresh tenacity `AsyncRetrying`.
+
+        The first failure is replayed as tenacity's attempt 1 (no request is made for it), so
+        the attempt limit, the retry budget, the backoff and the counters all see it."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.max_attempts) | _BudgetStop(self.budget, state),
+            wait=self._wait,
+            retry=retry_if_exception_type(RetryableFault),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        replay = [first]
+
+        async def attempt() -> Reply:
+            if replay:
+                raise replay.pop()
+            return await self._attempt(token, state)
+
+        reply: Reply = await retrying(attempt)
+        return reply
+
     async def _attempt(self, token: str, state: _TokenState) -> Reply:
         await self.pacer.acquire()
         state.attempts += 1
@@ -356,9 +377,6 @@ class Engine:
         if klass in (ErrorClass.THROTTLE, ErrorClass.TRANSIENT, ErrorClass.CLOCK):
             raise RetryableFault(klass, error.code, error.message)
         return reply  # a final per-token error (expired, invalid, other): settled below
-
-    def _budget_stop(self, state: _TokenState) -> _BudgetStop:
-        return _BudgetStop(self.budget, state)
 
     def _wait(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
