@@ -8,8 +8,11 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 
 from bench.model import Section, Table
+
+PROFILING = Path(__file__).with_name("profiling.md")
 
 
 def _table(table: Table) -> list[str]:
@@ -94,6 +97,10 @@ def render(
         if section.commands:
             out += ["Commands (`$TMP` is a scratch directory, `PORT` the simulator's port):", ""]
             out += ["```sh", *section.commands, "```", ""]
+    if PROFILING.exists():
+        # Hand-kept: what profiling found and the before/after of each fix. It is history, so
+        # it is not re-measured; the tables above are the latest figures.
+        out += ["", PROFILING.read_text(encoding="utf-8").strip(), ""]
     text = "\n".join(out)
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
