@@ -297,6 +297,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputError, ResumeError, UserError) as exc:
         print(f"poller: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        # Ctrl-C outside the run's own signal handling (while reading a huge resume file,
+        # say): lines are written whole, so whatever is in the output stays usable.
+        print(
+            "poller: interrupted; lines already written are kept and the next run resumes.",
+            file=sys.stderr,
+        )
+        return 130
     return EXIT_USAGE
 
 
