@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.helpers import SECRET_ID, SECRET_KEY
+from tests.simulator_support import FakeClock
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """One client session per test, created inside the test's loop (never at import)."""
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """Wall-clock seconds that move only when the test says so."""
+    return FakeClock()
 
 
 @pytest.fixture

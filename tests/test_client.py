@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -168,12 +168,6 @@ class Clock:
 def mocked() -> Iterator[aioresponses]:
     with aioresponses() as m:
         yield m
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def sent(m: aioresponses, url: str = URL) -> list[dict[str, Any]]:

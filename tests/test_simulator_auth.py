@@ -100,20 +100,9 @@ def test_a_scope_with_another_service_fails() -> None:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def endpoint(clock: FakeClock) -> AsyncIterator[str]:
     async with running_simulator(SimulatorConfig(pending_share=0.0), clock=clock) as sim:
         yield sim.endpoint
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.mark.parametrize("path", ["/", "/?"])

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 
 from poller.simulator import SimulatorConfig, running_simulator
 from tests.simulator_support import RESULT, FakeClock, call, query
@@ -17,17 +15,6 @@ UNSIGNED_HEADERS = {
     "X-TC-Version": "2018-03-01",
     "X-TC-Region": "ap-singapore",
 }
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_stats_carry_the_first_and_latest_request_times(

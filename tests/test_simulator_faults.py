@@ -6,7 +6,6 @@ import asyncio
 import json
 import random
 import statistics
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -23,17 +22,6 @@ def _faulty(kind: str, **overrides: float) -> SimulatorConfig:
         pending_share=0.0,
         **overrides,  # type: ignore[arg-type]
     )
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_internal_is_an_api_error_with_http_200(

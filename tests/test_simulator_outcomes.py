@@ -6,7 +6,6 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -120,17 +119,6 @@ def test_any_token_plans_are_a_pure_function_of_seed_and_token() -> None:
     results = {plan_for_any_token(f"tok-{i}", config, issued_at=T0).result for i in range(100)}
     assert "0" in results
     assert len(results) > 2
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 # A generous quota: these tests mint many tokens while the injected clock stands still.

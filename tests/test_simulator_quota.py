@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,17 +56,6 @@ def test_no_one_second_window_ever_holds_more_than_capacity(
 def test_a_fractional_rate_rounds_down() -> None:
     assert SimulatorConfig(rate=5.9).capacity == 5
     assert SimulatorConfig(rate=20).capacity == 20
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_rate_plus_one_requests_in_one_second_over_http(

@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -107,12 +106,6 @@ def _assert_kept(raw: Any, parsed: Any, where: str = "Response") -> None:
             _assert_kept(a, b, f"{where}[{i}]")
     else:
         assert raw == parsed, f"{where}: sent {raw!r}, the SDK parsed {parsed!r}"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 APPLY_CASES = [
