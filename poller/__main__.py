@@ -1,7 +1,5 @@
 """`python -m poller` is the `poller` command."""
 
-import sys
+from poller.cli import entry_point
 
-from poller.cli import main
-
-sys.exit(main())
+entry_point()

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import stat
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, cast
@@ -228,6 +230,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             register_secret(settings.credentials.session_token)
     for warning in warnings:
         log.warning("warning: %s", warning)
+    if not (math.isfinite(args.progress_interval) and args.progress_interval > 0):
+        raise UserError(
+            f"--progress-interval must be above 0 seconds, got {args.progress_interval}."
+        )
     input_format = cast(Format | None, settings.input_format or None)
     items = _open_input(args.tokens, input_format)
     resumable = _is_resumable(args.output)
@@ -280,6 +286,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             "(every other token would fail the same way).",
             file=sys.stderr,
         )
+    if stats.local_error is not None:
+        print(
+            f"poller: error: the run stopped: {stats.local_error}; the lines written so far "
+            "are kept and the next run resumes from them.",
+            file=sys.stderr,
+        )
     return stats.exit_status()
 
 
@@ -308,5 +320,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
+def _exit(code: int) -> None:
+    """Exit; with a reader thread still blocked on the input (a stop while stdin waits for
+    data), skip interpreter finalisation, which would deadlock on that thread's read lock."""
+    if any(t.name == "poller-reader" and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def entry_point() -> None:
+    _exit(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

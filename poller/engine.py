@@ -30,6 +30,7 @@ from tenacity.stop import stop_base
 from poller.client import ApiError, FaceIdClient, Reply, TransportFault
 from poller.errors import ErrorClass, classify
 from poller.pacing import Pacer, RetryBudget
+from poller.reader import ThreadedReader
 from poller.records import (
     ErrorInfo,
     JsonlSink,
@@ -38,13 +39,11 @@ from poller.records import (
     status_for_result,
 )
 from poller.settings import Settings
-from poller.tokens import BadEntry, InputItem
+from poller.tokens import BadEntry, InputError, InputItem
 from poller.triage import Triage, Verdict
 from poller.workqueue import Job, WorkQueue
 
 log = logging.getLogger("poller")
-
-READ_BATCH = 512  # input items read per trip to the reader thread
 
 
 class FatalRunError(Exception):
@@ -87,6 +86,7 @@ class RunStats:
     finished: float = 0.0
     fatal: FatalRunError | None = None
     stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
+    local_error: str | None = None  # an output/input failure that stopped the run (exit 4)
 
     @property
     def tokens(self) -> int:
@@ -111,6 +111,8 @@ class RunStats:
         """SPEC §3: 0 all final, 1 some not final, 3 a fatal API error stopped the run."""
         if self.fatal is not None:
             return 3
+        if self.local_error is not None:
+            return 4
         if self.stopped_by == "SIGINT":
             return 130
         if self.stopped_by == "SIGTERM":
@@ -193,14 +195,19 @@ class Engine:
             fatal = group.exceptions[0]
             assert isinstance(fatal, FatalRunError)
             self.stats.fatal = fatal
+        except* (OSError, InputError) as group:
+            # The output cannot be written (disk full, a closed pipe) or the input broke off
+            # mid-file: stop, keep what was written, and say so in one sentence.
+            self.stats.local_error = _describe_local(group.exceptions[0])
         finally:
             self.stats.finished = self.clock()
             self.stats.budget_denied = self.budget.denied
         return self.stats
 
     async def _produce(self, items: Iterator[InputItem]) -> None:
-        # The reader runs in a thread: a slow stdin or disk must not stall the workers.
-        while batch := await asyncio.to_thread(_take, items, READ_BATCH):
+        # The reader runs on its own daemon thread: a slow stdin or disk never stalls the
+        # workers, and a stop never waits for a read to return.
+        async for batch in ThreadedReader(items).batches():
             for item in batch:
                 if self._queue.stopped:
                     return
@@ -342,6 +349,17 @@ class Engine:
         return reply
 
     async def _attempt(self, token: str, state: _TokenState) -> Reply:
+        """One attempt: a paced, freshly signed request. `SignatureExpire` is re-signed and
+        sent once more at once, inside the attempt, so neither the attempt limit nor the
+        retry budget can keep the second answer (which proves the clock wrong) from coming."""
+        try:
+            return await self._send(token, state)
+        except RetryableFault as fault:
+            if fault.klass is not ErrorClass.CLOCK:
+                raise
+        return await self._send(token, state)
+
+    async def _send(self, token: str, state: _TokenState) -> Reply:
         await self.pacer.acquire()
         state.attempts += 1
         self.stats.requests += 1
@@ -366,7 +384,7 @@ class Engine:
                 log.info("throttled by the server: pacing lowered to %.2f req/s", self.pacer.rate)
         elif klass is ErrorClass.CLOCK:
             state.clock_skews += 1
-            if state.clock_skews > 1:
+            if state.clock_skews > 1:  # a fresh signature was rejected too
                 raise FatalRunError(
                     error.code,
                     "the server rejected two freshly signed requests as expired: this "
@@ -381,8 +399,6 @@ class Engine:
     def _wait(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, RetryableFault) and exc.klass is ErrorClass.CLOCK:
-            return 0.0  # re-sign at once with a fresh timestamp
         if isinstance(exc, RetryableFault) and exc.klass is ErrorClass.THROTTLE:
             # The pacer has already slowed the whole run down; this token only needs to go
             # to the back of the line, not sit out an exponentially growing penalty.
@@ -451,13 +467,12 @@ class Engine:
         )
 
 
-def _take(items: Iterator[InputItem], n: int) -> list[InputItem]:
-    batch: list[InputItem] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= n:
-            break
-    return batch
+def _describe_local(exc: BaseException) -> str:
+    if isinstance(exc, BrokenPipeError):
+        return "the output pipe was closed by the reader"
+    if isinstance(exc, OSError):  # input failures arrive as InputError: this is the output
+        return f"cannot write the output: {exc.strerror or exc}"
+    return str(exc).rstrip(".")
 
 
 def format_summary(stats: RunStats, pacer: Pacer) -> str:

@@ -142,7 +142,8 @@ class JsonlSink:
             # O_APPEND: a resumed run adds after what is there and never rewrites a line.
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._fh = os.fdopen(fd, "ab", buffering=0)
-            self._owns = True
+            # fsync is for regular files; /dev/null, a FIFO or a pipe reject it (EINVAL).
+            self._owns = stat.S_ISREG(os.fstat(fd).st_mode)
             if _ends_mid_line(path, fd):
                 # A crash left a torn last line: end it, or the first new line would be glued
                 # to it and lost with it when the file is read back.
@@ -163,9 +164,15 @@ class JsonlSink:
     def close(self) -> None:
         if self._owns:
             self.sync()
-            self._fh.close()
+        if self.path == "-":
+            try:
+                self._fh.flush()
+            except BrokenPipeError:
+                # `poller run ... | head`: the reader is gone. Point stdout at /dev/null so
+                # the interpreter's own flush at exit does not print a traceback too.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         else:
-            self._fh.flush()
+            self._fh.close()
 
     def __repr__(self) -> str:
         return f"<JsonlSink path={self.path!r} lines_written={self.lines_written}>"

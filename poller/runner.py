@@ -20,6 +20,7 @@ from yarl import URL
 from poller.client import FaceIdClient
 from poller.engine import Engine
 from poller.progress import Progress
+from poller.reader import run_in_daemon_thread
 from poller.records import JsonlSink
 from poller.settings import Settings
 from poller.tokens import InputItem
@@ -90,7 +91,7 @@ async def _show_progress(
 ) -> None:
     # Counting the input's entries (for the bar's total and ETA) runs in a thread while the
     # run starts: the first request does not wait for a scan of a million-line file.
-    total = await asyncio.to_thread(count_entries) if count_entries else None
+    total = await run_in_daemon_thread(count_entries) if count_entries else None
     progress = Progress(engine.stats, engine.pacer, total=total, interval=interval)
     out.append(progress)
     await progress.run_periodically(0.5)

@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import math
 import os
+import ssl
 import stat
 import tomllib
 from collections.abc import Mapping
@@ -169,7 +170,10 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
     def fail(name: str, message: str) -> ConfigError:
         return ConfigError(f"{message} (from {origins.get(name, 'the default')}).")
 
-    url = urlsplit(s.endpoint)
+    try:
+        url = urlsplit(s.endpoint)
+    except ValueError:  # e.g. "https://[::1" (an unclosed IPv6 bracket)
+        raise fail("endpoint", f"endpoint {s.endpoint!r} is not a valid URL") from None
     if url.scheme not in ("https", "http") or not url.hostname:
         raise fail("endpoint", f"endpoint {s.endpoint!r} must be an https:// URL")
     # "?" and "#" are checked on the raw text: urlsplit reports an empty query for "https://h?".
@@ -226,6 +230,11 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
             raise fail(name, message)
     if s.ca_bundle and not os.path.isfile(s.ca_bundle):
         raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} is not a readable file")
+    if s.ca_bundle:
+        try:  # load it now: a file that holds no certificate must fail before any work starts
+            ssl.create_default_context().load_verify_locations(cafile=s.ca_bundle)
+        except (ssl.SSLError, OSError):
+            raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} holds no PEM certificate") from None
 
 
 def _is_loopback(host: str) -> bool:

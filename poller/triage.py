@@ -40,8 +40,9 @@ class Triage:
     def __call__(self, item: InputItem) -> Verdict:
         if isinstance(item, BadEntry) and not item.token:
             # Lines with no readable token (broken JSON, an empty CSV cell) are not duplicates
-            # of each other: each gets its own line, with its own line number.
-            return Verdict.ALREADY_FINAL if self._already_final("") else Verdict.INVALID
+            # of each other, and share no key a resumed run could recognise: each is reported
+            # on every run, with its own line number.
+            return Verdict.INVALID
         key = token_key(item.token)
         if key in self._seen:
             return Verdict.DUPLICATE

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import certifi
 import pytest
 
 from poller.records import Detail
@@ -117,7 +118,7 @@ def test_empty_environment_value_is_ignored(build: Build) -> None:
 
 def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Path) -> None:
     bundle = tmp_path / "ca.pem"
-    bundle.write_text("not checked here", encoding="utf-8")
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
     raw = {
         "endpoint": "http://127.0.0.1:8080",
         "region": "ap-jakarta",

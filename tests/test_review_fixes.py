@@ -1,0 +1,138 @@
+"""Regressions found in review: each test is named for the failure it pins."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import certifi
+import pytest
+from aioresponses import aioresponses
+
+from poller.cli import main
+from poller.client import FaceIdClient
+from poller.engine import Engine
+from poller.reader import ThreadedReader
+from poller.records import JsonlSink
+from poller.settings import ConfigError, build_settings
+from poller.tokens import BadEntry, InputError, InputItem, TokenEntry
+from poller.triage import Triage, Verdict
+from tests.helpers import URL, ScriptedServer, api_error, make_settings, ok
+
+
+def test_output_to_dev_null_is_not_fsynced(tmp_path: Path) -> None:
+    sink = JsonlSink("/dev/null", fsync_interval=0.0)
+    sink.write({"token": "a"})
+    sink.write({"token": "b"})
+    sink.close()  # EINVAL from fsync used to crash here
+    assert sink.lines_written == 2
+
+
+@pytest.mark.parametrize("endpoint", ["https://[::1", "https://host]"])
+def test_malformed_ipv6_endpoint_is_a_config_error(endpoint: str) -> None:
+    with pytest.raises(ConfigError, match="not a valid URL"):
+        build_settings(
+            config_path=None, flags={"endpoint": endpoint}, env={}, need_credentials=False
+        )
+
+
+def test_ca_bundle_without_a_certificate_is_a_config_error(tmp_path: Path) -> None:
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="no PEM certificate"):
+        build_settings(
+            config_path=None, flags={"ca_bundle": str(junk)}, env={}, need_credentials=False
+        )
+    settings, _ = build_settings(
+        config_path=None, flags={"ca_bundle": certifi.where()}, env={}, need_credentials=False
+    )
+    assert settings.ca_bundle == certifi.where()
+
+
+def test_tokenless_bad_lines_are_reported_on_every_run() -> None:
+    triage = Triage(max_token_age=0, clock=lambda: 0.0, already_final=lambda t: t == "")
+    assert triage(BadEntry("", 3, "line 3: not JSON")) is Verdict.INVALID
+    assert triage(BadEntry("", 4, "line 4: no token")) is Verdict.INVALID
+
+
+async def test_signature_expire_twice_is_fatal_even_with_one_attempt(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    settings = make_settings(max_attempts=1)
+    server = ScriptedServer({"t": [api_error("AuthFailure.SignatureExpire")]})
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    engine = Engine(settings, FaceIdClient(session, settings), sink)
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        stats = await engine.run(iter([TokenEntry("t", 1, None)]))
+    sink.close()
+    assert server.calls["t"] == 2  # re-signed once, rejected again: the clock is wrong
+    assert stats.exit_status() == 3
+
+
+class _FullDisk(JsonlSink):
+    def write(self, record: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+async def test_a_full_disk_stops_the_run_with_exit_4(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    settings = make_settings()
+    sink = _FullDisk(str(tmp_path / "out.jsonl"))
+    engine = Engine(settings, FaceIdClient(session, settings), sink)
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=ScriptedServer({"t": [ok()]}), repeat=True)
+        stats = await engine.run(iter([TokenEntry("t", 1, None)]))
+    sink.close()
+    assert stats.exit_status() == 4
+    assert stats.local_error is not None
+    assert "No space left" in stats.local_error
+
+
+async def test_input_breaking_off_mid_file_stops_the_run_with_exit_4(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    def items() -> Iterator[InputItem]:
+        yield TokenEntry("t", 1, None)
+        raise InputError("reading tokens.txt failed at line 2: Input/output error.")
+
+    settings = make_settings()
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    engine = Engine(settings, FaceIdClient(session, settings), sink)
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=ScriptedServer({"t": [ok()]}), repeat=True)
+        stats = await engine.run(items())
+    sink.close()
+    assert stats.exit_status() == 4
+    assert stats.local_error is not None
+    assert "line 2" in stats.local_error
+
+
+async def test_items_are_handed_over_before_a_slow_input_ends() -> None:
+    release = threading.Event()
+
+    def slow() -> Iterator[int]:
+        yield 1
+        yield 2
+        release.wait(10)  # a pipe whose writer has not sent the rest yet
+        yield 3
+
+    batches = ThreadedReader(slow()).batches()
+    first = await asyncio.wait_for(anext(batches), timeout=5)
+    assert first == [1, 2] or first == [1]
+    release.set()
+    rest = [x for batch in [b async for b in batches] for x in batch]
+    assert [*first, *rest] == [1, 2, 3]
+
+
+def test_bad_progress_interval_exits_2(user_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tokens = user_env / "t.txt"
+    tokens.write_text("a\n")
+    assert main(["run", "--tokens", str(tokens), "--progress-interval", "0"]) == 2
+    assert "--progress-interval" in capsys.readouterr().err
