@@ -112,7 +112,7 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
         return text.encode("utf-8") + b"\n"
     except UnicodeEncodeError:
         # A lone surrogate ("\ud800" in the API's JSON parses to one) has no UTF-8 form; escaped
-        # as \uXXXX the line is still valid JSON and decodes back to the very same string.
+        # as \u escapes the line is still valid JSON and decodes back to the very same string.
         return json.dumps(record, separators=(",", ":")).encode("ascii") + b"\n"
 
 
