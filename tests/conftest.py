@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -18,6 +19,34 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """One client session per test, created inside the test's loop (never at import)."""
     async with aiohttp.ClientSession() as client:
         yield client
+
+
+class PollerLog(logging.Handler):
+    """Keeps every record the "poller" logger emits."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def messages(self) -> list[str]:
+        return [r.getMessage() for r in self.records]
+
+
+@pytest.fixture
+def poller_log() -> Iterator[PollerLog]:
+    """What the "poller" logger emits, whatever other tests configured on it."""
+    logger = logging.getLogger("poller")
+    handler = PollerLog()
+    saved = logger.handlers[:], logger.level, logger.propagate
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    yield handler
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from poller.engine import RunStats
 from poller.metrics import MetricsWriter, render_metrics, write_metrics
 from poller.pacing import Pacer
+from tests.conftest import PollerLog
 
 P = "faceid_poller_"
 Sample = tuple[str, tuple[tuple[str, str], ...]]
@@ -214,30 +215,8 @@ async def test_run_writes_every_interval_until_cancelled(tmp_path: Path) -> None
     assert parse(path.read_text())[(P + "running", ())] == 0
 
 
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def poller_log() -> Iterator[Records]:
-    """What the "poller" logger emits, whatever other tests configured on it."""
-    logger = logging.getLogger("poller")
-    handler = Records()
-    saved = logger.handlers[:], logger.level, logger.propagate
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    yield handler
-    logger.handlers[:], logger.level, logger.propagate = saved
-
-
 async def test_run_survives_write_failures_and_logs_once(
-    tmp_path: Path, poller_log: Records
+    tmp_path: Path, poller_log: PollerLog
 ) -> None:
     missing = tmp_path / "no-such-dir" / "faceid_poller.prom"
     calls = 0

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Iterator
 
 import pytest
 
 from poller.engine import RunStats
 from poller.pacing import Pacer
 from poller.progress import Progress, format_duration
+from tests.conftest import PollerLog
 
 
 class FakeClock:
@@ -29,37 +29,16 @@ class TtyStream(io.StringIO):
         return True
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    @property
-    def messages(self) -> list[str]:
-        return [r.getMessage() for r in self.records]
-
-
 @pytest.fixture
-def lines() -> Iterator[Lines]:
-    """Collects what the "poller" logger emits, whatever other tests configured on it."""
-    logger = logging.getLogger("poller")
-    handler = Lines()
-    saved = logger.handlers[:], logger.level, logger.propagate
-    logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    yield handler
-    logger.handlers[:], logger.level, logger.propagate = saved
+def lines(poller_log: PollerLog) -> PollerLog:
+    return poller_log
 
 
 def record(stats: RunStats, status: str, n: int = 1) -> None:
     stats.by_status[status] += n
 
 
-def test_cron_no_line_before_the_interval(lines: Lines) -> None:
+def test_cron_no_line_before_the_interval(lines: PollerLog) -> None:
     stats, clock, out = RunStats(), FakeClock(), io.StringIO()
     progress = Progress(stats, Pacer(19.0), stream=out, total=100, interval=60.0, clock=clock)
     record(stats, "passed", 10)
@@ -71,7 +50,7 @@ def test_cron_no_line_before_the_interval(lines: Lines) -> None:
     assert not progress.is_bar
 
 
-def test_cron_one_line_per_interval_with_the_numbers(lines: Lines) -> None:
+def test_cron_one_line_per_interval_with_the_numbers(lines: PollerLog) -> None:
     stats, clock, out = RunStats(), FakeClock(), io.StringIO()
     pacer = Pacer(19.0)
     progress = Progress(stats, pacer, stream=out, total=50_000, interval=60.0, clock=clock)
@@ -109,7 +88,7 @@ def test_cron_one_line_per_interval_with_the_numbers(lines: Lines) -> None:
     assert structured["eta_seconds"] == 4820
 
 
-def test_cron_a_long_stall_gives_one_line_not_a_burst(lines: Lines) -> None:
+def test_cron_a_long_stall_gives_one_line_not_a_burst(lines: PollerLog) -> None:
     stats, clock = RunStats(), FakeClock()
     progress = Progress(stats, Pacer(19.0), stream=io.StringIO(), interval=60.0, clock=clock)
     clock.now += 10 * 60 + 5  # ten intervals without a tick
@@ -124,7 +103,7 @@ def test_cron_a_long_stall_gives_one_line_not_a_burst(lines: Lines) -> None:
     assert len(lines.messages) == 2
 
 
-def test_cron_unknown_total_has_no_percentage_or_eta(lines: Lines) -> None:
+def test_cron_unknown_total_has_no_percentage_or_eta(lines: PollerLog) -> None:
     stats, clock = RunStats(), FakeClock()
     progress = Progress(stats, Pacer(19.0), stream=io.StringIO(), interval=5.0, clock=clock)
     record(stats, "passed", 50)
@@ -136,7 +115,7 @@ def test_cron_unknown_total_has_no_percentage_or_eta(lines: Lines) -> None:
     ]
 
 
-def test_skipped_entries_count_as_done(lines: Lines) -> None:
+def test_skipped_entries_count_as_done(lines: PollerLog) -> None:
     """A resumed run reaches 100% although duplicates and finals write no line."""
     stats, clock = RunStats(), FakeClock()
     progress = Progress(
@@ -152,7 +131,7 @@ def test_skipped_entries_count_as_done(lines: Lines) -> None:
     assert lines.messages[0].endswith("eta 0s")
 
 
-def test_cron_zero_rate_eta_unknown(lines: Lines) -> None:
+def test_cron_zero_rate_eta_unknown(lines: PollerLog) -> None:
     clock = FakeClock()
     progress = Progress(
         RunStats(), Pacer(19.0), stream=io.StringIO(), total=10, interval=1.0, clock=clock
@@ -162,7 +141,7 @@ def test_cron_zero_rate_eta_unknown(lines: Lines) -> None:
     assert lines.messages[0].endswith("eta unknown")
 
 
-def test_tty_draws_a_bar_with_counts_and_pacing(lines: Lines) -> None:
+def test_tty_draws_a_bar_with_counts_and_pacing(lines: PollerLog) -> None:
     stats, clock, out = RunStats(), FakeClock(), TtyStream()
     progress = Progress(stats, Pacer(19.0), stream=out, total=10, clock=clock)
     assert progress.is_bar
@@ -195,7 +174,7 @@ def test_tty_close_draws_the_final_counts_and_is_idempotent() -> None:
     assert out.getvalue() == after_first
 
 
-def test_disabled_does_nothing(lines: Lines) -> None:
+def test_disabled_does_nothing(lines: PollerLog) -> None:
     stats, clock = RunStats(), FakeClock()
     for out in (io.StringIO(), TtyStream()):
         progress = Progress(stats, Pacer(19.0), stream=out, total=5, enabled=False, clock=clock)
@@ -218,7 +197,7 @@ def test_tick_is_one_clock_read_when_nothing_is_due() -> None:
     assert clock.reads - before == 1000
 
 
-async def test_run_periodically_ticks_until_cancelled(lines: Lines) -> None:
+async def test_run_periodically_ticks_until_cancelled(lines: PollerLog) -> None:
     stats, clock = RunStats(), FakeClock()
     progress = Progress(stats, Pacer(19.0), stream=io.StringIO(), interval=1.0, clock=clock)
     record(stats, "passed", 4)
