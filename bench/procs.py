@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY
+from poller.simulator.process import simulator_process
 
 PYTHON = sys.executable
-START_TIMEOUT = 15.0
 # Loopback only: a proxy from the environment must never sit between a client and the simulator.
 _DROPPED_ENV = re.compile(r"^(FACEID_POLLER_|TENCENTCLOUD_|(HTTPS?|ALL|NO)_PROXY$)", re.IGNORECASE)
 
@@ -161,40 +161,10 @@ def simulator(*flags: str) -> Iterator[Simulator]:
 
     Pending tokens are off unless a flag turns them on: a pending token is re-checked 30 s later,
     which measures the re-check schedule, not throughput or pacing."""
-    workdir = Path(tempfile.mkdtemp(prefix="bench-sim-"))
-    port_file = workdir / "port"
-    argv = (
-        PYTHON, "-m", "poller", "simulate", "--port", "0", "--port-file", str(port_file),
-        "--seed", "2026", "--pending-share", "0", *flags,
-    )  # fmt: skip
-    with (workdir / "stderr").open("wb") as err:
-        proc = subprocess.Popen(  # noqa: S603 - our own CLI
-            argv, stdout=subprocess.DEVNULL, stderr=err, env=child_env()
-        )
-    try:
-        port = _wait_for_port(proc, port_file, workdir / "stderr")
-        yield Simulator(argv=argv, port=port, proc=proc, stderr=workdir / "stderr")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _wait_for_port(proc: subprocess.Popen[bytes], port_file: Path, stderr: Path) -> int:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"the simulator exited with status {proc.returncode}: {stderr.read_text()}"
-            )
-        if port_file.exists():
-            return int(port_file.read_text().strip())
-        time.sleep(0.02)
-    raise RuntimeError(f"the simulator did not start within {START_TIMEOUT:g} s")
+    with simulator_process(
+        ("--seed", "2026", "--pending-share", "0", *flags), env=child_env()
+    ) as sim:
+        yield Simulator(argv=sim.argv, port=sim.port, proc=sim.proc, stderr=sim.stderr)
 
 
 @contextmanager
@@ -264,7 +234,9 @@ def parse_summary(stderr: str) -> PollerSummary:
     )
 
 
-_TEMP_DIR = re.compile(re.escape(tempfile.gettempdir()) + r"/bench-[a-z]+-[A-Za-z0-9_]+")
+_TEMP_DIR = re.compile(
+    re.escape(tempfile.gettempdir()) + r"/(?:bench-[a-z]+|poller-sim)-[A-Za-z0-9_]+"
+)
 
 
 _LOOPBACK_PORT = re.compile(r"(127\.0\.0\.1):\d+")

@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,60 +20,23 @@ from typing import Any
 import aiohttp
 
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, mint_tokens
+from poller.simulator.process import simulator_process
 
 TOKENS = 200
 QUOTA = 20.0
 OUTPUT_DIR = Path("demo-output")
-START_TIMEOUT = 15.0
 
 
 def _say(text: str) -> None:
     print(f"make run: {text}", flush=True)
 
 
-def _start_simulator(port_file: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-        [
-            sys.executable,
-            "-m",
-            "poller",
-            "simulate",
-            "--port",
-            "0",
-            "--port-file",
-            str(port_file),
-            "--seed",
-            "2026",
-            "--rate",
-            str(QUOTA),
-            "--latency-ms",
-            "60",
-            "--pending-share",
-            "0.06",
-            "--pending-seconds",
-            "15",
-            "--fault-rate",
-            "0.03",
-            "--stall-seconds",
-            "4",
-            "--secret-id",
-            DEMO_SECRET_ID,
-            "--secret-key",
-            DEMO_SECRET_KEY,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def _wait_for_port(proc: subprocess.Popen[bytes], port_file: Path) -> int:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the simulator exited early with status {proc.returncode}")
-        if port_file.exists():
-            return int(port_file.read_text().strip())
-        time.sleep(0.05)
-    raise RuntimeError(f"the simulator did not start within {START_TIMEOUT:g} s")
+SIMULATOR_FLAGS = (
+    "--seed", "2026", "--rate", str(QUOTA), "--latency-ms", "60",
+    "--pending-share", "0.06", "--pending-seconds", "15",
+    "--fault-rate", "0.03", "--stall-seconds", "4",
+    "--secret-id", DEMO_SECRET_ID, "--secret-key", DEMO_SECRET_KEY,
+)  # fmt: skip
 
 
 async def _mint(endpoint: str) -> list[str]:
@@ -105,11 +65,8 @@ def main() -> int:
     tokens_file = OUTPUT_DIR / "tokens.txt"
     output = OUTPUT_DIR / "results.jsonl"
     output.unlink(missing_ok=True)  # the demo starts fresh; a real job would resume
-    workdir = Path(tempfile.mkdtemp(prefix="poller-demo-"))
-    sim = _start_simulator(workdir / "port")
-    try:
-        port = _wait_for_port(sim, workdir / "port")
-        endpoint = f"http://127.0.0.1:{port}"
+    with simulator_process(SIMULATOR_FLAGS) as sim:
+        endpoint = sim.endpoint
         _say(f"simulator listening on {endpoint} (quota {QUOTA:g}/s, 3% faults, 6% pending)")
         started = time.monotonic()
         tokens = asyncio.run(_mint(endpoint))
@@ -150,14 +107,6 @@ def main() -> int:
             f"{stats['throttled']} throttled, {stats['signature_failures']} signature failures"
         )
         return status
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        try:
-            sim.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            sim.kill()
-            sim.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
