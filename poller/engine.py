@@ -47,12 +47,16 @@ log = logging.getLogger("poller")
 
 
 class FatalRunError(Exception):
-    """An error that every other token would hit too: the run stops (exit 3)."""
+    """An error that every other token would hit too: the run stops (exit 3).
 
-    def __init__(self, code: str, message: str) -> None:
+    `breaker` is True when no single answer was fatal but the same non-success outcome
+    settled `breaker_threshold` tokens in a row (SPEC §2, circuit breaker)."""
+
+    def __init__(self, code: str, message: str, *, breaker: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.breaker = breaker
 
 
 class RetryableFault(Exception):
