@@ -2,9 +2,10 @@
 
 A token whose first attempt fails is retried under a fresh tenacity `AsyncRetrying`; every
 attempt first takes a pacer slot (a retry spends quota too), then signs and sends a new
-request. A fatal
-API error (SPEC §2) cancels everything at once: no new requests, no lines for tokens that
-were never settled.
+request. A stop (a signal, a fatal API error, the circuit breaker, a local failure) sets one
+latch: no request leaves after it, requests on the wire finish and are written, and a token
+that never reached the server gets no line (SPEC §3). So the requests the server saw always
+equal the sum of the lines' `attempts`, unless a hard stop (`abort`) cut requests off.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,12 +23,12 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_random_exponential,
 )
 from tenacity.stop import stop_base
 
-from poller.client import ApiError, FaceIdClient, Reply, TransportFault
+from poller.breaker import Breaker
+from poller.client import FaceIdClient, Reply, TransportFault
 from poller.errors import ErrorClass, classify
 from poller.pacing import Pacer, RetryBudget
 from poller.reader import ThreadedReader
@@ -39,9 +40,11 @@ from poller.records import (
     status_for_result,
 )
 from poller.settings import Settings
+from poller.stopping import StopLatch, Stopped
 from poller.tokens import BadEntry, InputError, InputItem
 from poller.triage import Triage, Verdict
 from poller.workqueue import Job, WorkQueue
+from poller.writer import LineWriter, OutputError
 
 log = logging.getLogger("poller")
 
@@ -52,11 +55,14 @@ class FatalRunError(Exception):
     `breaker` is True when no single answer was fatal but the same non-success outcome
     settled `breaker_threshold` tokens in a row (SPEC §2, circuit breaker)."""
 
-    def __init__(self, code: str, message: str, *, breaker: bool = False) -> None:
+    def __init__(
+        self, code: str, message: str, *, breaker: bool = False, request_id: str | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.breaker = breaker
+        self.request_id = request_id  # of the answer that was fatal, for its token's line
 
 
 class RetryableFault(Exception):
@@ -126,25 +132,37 @@ class RunStats:
 
 @dataclass(slots=True)
 class _TokenState:
-    attempts: int = 0
-    clock_skews: int = 0
+    """One token's attempts within one `process` call (a re-check starts a new one)."""
+
+    tries: int = 0  # attempts made (a SignatureExpire re-send is part of its attempt)
+    throttled: int = 0  # of them, answered RequestLimitExceeded
     budget_denied: bool = False
+    last_fault: RetryableFault | None = None  # why the latest attempt failed
 
 
-class _BudgetStop(stop_base):
-    """Stops retrying when the run-wide budget says no.
+class _TokenStop(stop_base):
+    """When to give up on a token (issue 9, item 5: throttles are not failures).
 
-    Combined as `stop_after_attempt(n) | _BudgetStop(...)`: tenacity's `stop_any` checks the
-    attempt limit first, so the budget is only charged for a retry that would really happen."""
+    A throttled attempt took a slot and slowed the pace, but nothing failed: it counts against
+    its own, larger bound (`max_throttled_attempts`), never against `max_attempts` or the
+    run-wide retry budget. Any other failure counts against `max_attempts`, then the budget,
+    which is charged only for a retry that would really happen."""
 
-    def __init__(self, budget: RetryBudget, state: _TokenState) -> None:
+    def __init__(self, settings: Settings, budget: RetryBudget, state: _TokenState) -> None:
+        self._settings = settings
         self._budget = budget
         self._state = state
 
     def __call__(self, retry_state: RetryCallState) -> bool:
+        state = self._state
+        fault = state.last_fault
+        if fault is not None and fault.klass is ErrorClass.THROTTLE:
+            return state.throttled >= self._settings.max_throttled_attempts
+        if state.tries - state.throttled >= self._settings.max_attempts:
+            return True
         if self._budget.try_spend():
             return False
-        self._state.budget_denied = True
+        state.budget_denied = True
         return True
 
 
@@ -165,10 +183,13 @@ class Engine:
         self.settings = settings
         self.client = client
         self.sink = sink
-        self.pacer = pacer or Pacer(settings.pacing_rate)
+        # The stop latch ends every wait for a slot or a backoff at once (SPEC §3 "Stopping").
+        self._stop = StopLatch()
+        self.pacer = pacer or Pacer(settings.pacing_rate, stop=self._stop)
         self.budget = budget or RetryBudget(settings.retry_budget, settings.retry_refill)
         self.clock = clock
         self.stats = RunStats()
+        self.breaker = Breaker(settings.breaker_threshold)
         # Full jitter (AWS's "Full Jitter"): uniform(0, min(cap, base * 2**n)). tenacity's
         # wait_exponential_jitter adds jitter on top of the full delay, which keeps retries of
         # many tokens failing together in lockstep; full jitter spreads them.
@@ -182,57 +203,61 @@ class Engine:
         self._queue = WorkQueue(settings.concurrency * 4)
         self._workers: list[asyncio.Task[None]] = []
         self._producer: asyncio.Task[None] | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._writer: LineWriter | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._aborted = False
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    async def run(self, items: Iterator[InputItem]) -> RunStats:
+    async def run(self, items: Iterable[InputItem]) -> RunStats:
         """Drain `items` through the workers; returns the counters (fatal recorded in them)."""
         self.stats.started = self.clock()
+        self._writer = LineWriter(self.sink)
         try:
             async with asyncio.TaskGroup() as tg:
+                self._group = tg
                 self._producer = tg.create_task(self._produce(items), name="producer")
                 self._workers = [
                     tg.create_task(self._work(), name=f"worker-{n}")
                     for n in range(self.settings.concurrency)
                 ]
-        except* FatalRunError as group:
-            fatal = group.exceptions[0]
-            assert isinstance(fatal, FatalRunError)
-            self.stats.fatal = fatal
-        except* (OSError, InputError) as group:
+        except* (OutputError, InputError, OSError) as group:
             # The output cannot be written (disk full, a closed pipe) or the input broke off
             # mid-file: stop, keep what was written, and say so in one sentence.
-            self.stats.local_error = _describe_local(group.exceptions[0])
+            self._record_local_error(group.exceptions[0])
         finally:
+            self._group = None
+            await self._close_output()
             self.stats.finished = self.clock()
             self.stats.budget_denied = self.budget.denied
         return self.stats
 
-    async def _produce(self, items: Iterator[InputItem]) -> None:
-        # The reader runs on its own daemon thread: a slow stdin or disk never stalls the
-        # workers, and a stop never waits for a read to return.
-        async for batch in ThreadedReader(items).batches():
+    async def _produce(self, items: Iterable[InputItem]) -> None:
+        async for batch in _batches(items):
             for item in batch:
-                if self._queue.stopped:
+                if self._stop.is_set:
                     return
                 verdict = self._triage(item)
                 if verdict is Verdict.QUERY:
                     if not await self._queue.put(Job(item.token, item.line)):
                         return
                 else:
-                    self._settle_locally(item, verdict)
+                    await self._settle_locally(item, verdict)
         await self._queue.close_input()
 
-    def _settle_locally(self, item: InputItem, verdict: Verdict) -> None:
+    async def _settle_locally(self, item: InputItem, verdict: Verdict) -> None:
         """Tokens decided without a request: duplicates, resumed, invalid, too old."""
         if verdict is Verdict.DUPLICATE:
             self.stats.duplicates += 1
         elif verdict is Verdict.ALREADY_FINAL:
             self.stats.skipped_final += 1
         elif isinstance(item, BadEntry):
+            # Decided by the *input*, so not final (SPEC §2): the next run reads the fixed
+            # export and decides afresh instead of skipping the token as settled.
             error = ErrorInfo("InvalidInput", item.reason)
-            self._emit(
-                token=item.token, status=Status.INVALID_TOKEN, final=True, attempts=0, error=error
+            await self._emit(
+                token=item.token, status=Status.INVALID_TOKEN, final=False, attempts=0, error=error
             )
         else:
             age = self._triage.age(item.issued_at) or 0.0
@@ -242,68 +267,119 @@ class Engine:
                 f"issued {age / 3600:.1f} h ago, past the "
                 f"{self.settings.max_token_age / 3600:g} h query window; not sent",
             )
-            self._emit(token=item.token, status=Status.EXPIRED, final=True, attempts=0, error=error)
+            await self._emit(
+                token=item.token, status=Status.EXPIRED, final=True, attempts=0, error=error
+            )
 
     async def _work(self) -> None:
         while (job := await self._queue.get()) is not None:
             try:
                 await self.process(job)
+            except FatalRunError as fatal:
+                self._halt(fatal=fatal)
             finally:
                 await self._queue.task_done()
 
     # -- stopping early ----------------------------------------------------------------------
 
-    async def stop(self, reason: str) -> None:
-        """Take no new tokens; tokens in flight finish (see `abort` for the hard stop).
+    def stop(self, reason: str) -> None:
+        """Send nothing more (SPEC §3): no fresh token, no retry, no re-check.
 
-        Tokens waiting for a pending re-check are written now as `pending` (not final)."""
+        Requests on the wire finish and are written; tokens waiting for a pending re-check
+        are written now as `pending` (not final). See `abort` for the hard stop."""
         if self.stats.stopped_by is None:
             self.stats.stopped_by = reason
-        for job in await self._queue.stop():
-            self._emit_pending(job)
+        self._halt()
+
+    def _halt(self, fatal: FatalRunError | None = None) -> None:
+        if fatal is not None and self.stats.fatal is None:
+            self.stats.fatal = fatal
+        if self._stop.is_set:
+            return
+        self._stop.set()  # synchronous: the very next wait for a slot ends at once
         if self._producer is not None:
             self._producer.cancel()
+        if self._group is not None:
+            self._group.create_task(self._write_waiting_rechecks(), name="stop")
+
+    async def _write_waiting_rechecks(self) -> None:
+        for job in await self._queue.stop():
+            await self._emit_pending(job)
 
     def abort(self) -> None:
         """Cancel the tokens in flight: they get no line, and the next run re-queries them."""
+        self._aborted = True
+        self._stop.set()
         for task in self._workers:
             task.cancel()
         if self._producer is not None:
             self._producer.cancel()
+        if self._closing is not None:
+            self._closing.cancel()
+
+    async def _close_output(self) -> None:
+        """Wait for the writer thread to write out every line; a hard stop does not wait."""
+        if self._writer is None:
+            return
+        if self._aborted:
+            # A stalled reader must not hold up a hard stop: the daemon thread writes what it
+            # holds if it can, and the next run re-asks whatever never made it to the file.
+            self._writer.close_nowait()
+            return
+        self._closing = asyncio.ensure_future(self._writer.close())
+        await asyncio.wait([self._closing])
+        if not self._closing.cancelled() and (error := self._closing.exception()) is not None:
+            self._record_local_error(error)
+
+    def _record_local_error(self, exc: BaseException) -> None:
+        if self.stats.local_error is None:
+            self.stats.local_error = _describe_local(exc)
+        self._stop.set()
 
     # -- one token ---------------------------------------------------------------------------
 
     async def process(self, job: Job) -> dict[str, Any] | None:
         """Query one token until it settles for this run; write and return its line.
 
-        Returns None when the token is pending and was scheduled for a re-check instead."""
-        token = job.token
-        state = _TokenState(attempts=job.attempts)
+        Returns None when the token is pending and was scheduled for a re-check instead, or
+        when a stop came before its first request left."""
+        state = _TokenState()
         try:
             try:
                 # Most tokens settle on their first attempt: they skip tenacity's machinery,
                 # which cost a tenth of the CPU per token (benchmarks).
-                reply = await self._attempt(token, state)
+                reply = await self._attempt(job, state)
             except RetryableFault as first:
-                reply = await self._retry(token, state, first)
+                reply = await self._retry(job, state, first)
         except RetryableFault as fault:
-            job.attempts = state.attempts
-            message = fault.message
-            if state.budget_denied:
-                message += " (the run's retry budget is spent: too many failures at once)"
-            return self._emit(
-                token=token,
+            return await self._give_up(job, state, fault)
+        except Stopped:
+            return await self._settle_stopped(job, state)
+        except FatalRunError as fatal:
+            # The token did reach the server: its line says why the run stopped (not final).
+            await self._emit(
+                token=job.token,
                 status=Status.ERROR,
                 final=False,
-                attempts=state.attempts,
-                error=ErrorInfo(fault.code, message),
+                attempts=job.attempts,
+                error=ErrorInfo(fatal.code, fatal.message),
+                request_id=fatal.request_id,
             )
-        job.attempts = state.attempts
-        if reply.error is None:
-            status = status_for_result(reply.response, self.settings.pending_codes)
-            if status is Status.PENDING and await self._recheck_later(job, reply):
-                return None
-        return self._settle(token, reply, state.attempts)
+            raise
+        if reply.error is not None:
+            return await self._settle_error(job, reply)
+        status = status_for_result(reply.response, self.settings.pending_codes)
+        if status is Status.PENDING and await self._recheck_later(job, reply):
+            return None
+        self.stats.last_success = self.clock()
+        self._check_breaker(None)
+        return await self._emit(
+            token=job.token,
+            status=status,
+            final=status is not Status.PENDING,
+            attempts=job.attempts,
+            response=reply.response,
+        )
 
     async def _recheck_later(self, job: Job, reply: Reply) -> bool:
         """Schedule a pending token for another look, if its wait allows; False if not."""
@@ -311,18 +387,18 @@ class Engine:
         if job.first_pending_at is None:
             job.first_pending_at = now
         wait = self.settings.recheck_after
-        if (
-            self._queue.stopped
-            or now + wait - job.first_pending_at > self.settings.max_pending_wait
-        ):
+        if now + wait - job.first_pending_at > self.settings.max_pending_wait:
             return False
         job.last_response = reply.response
+        # Refused once the run is stopping (the queue checks under its lock): then the token
+        # is written `pending` by the caller instead of vanishing with the emptied heap.
+        if not await self._queue.schedule_recheck(job, wait):
+            return False
         self.stats.rechecks += 1
-        await self._queue.schedule_recheck(job, wait)
         return True
 
-    def _emit_pending(self, job: Job) -> None:
-        self._emit(
+    async def _emit_pending(self, job: Job) -> None:
+        await self._emit(
             token=job.token,
             status=Status.PENDING,
             final=False,
@@ -330,14 +406,93 @@ class Engine:
             response=job.last_response,
         )
 
-    async def _retry(self, token: str, state: _TokenState, first: RetryableFault) -> Reply:
-        """Attempts 2..max_attempts under a fresh tenacity `AsyncRetrying`.
+    async def _settle_stopped(self, job: Job, state: _TokenState) -> dict[str, Any] | None:
+        """The run stopped while this token waited for a slot or a backoff (SPEC §3)."""
+        if job.attempts == 0:
+            return None  # never reached the server: no line, the next run asks it
+        if state.last_fault is not None:
+            # It failed and its retry never left: `error`, not final.
+            fault = state.last_fault
+            return await self._emit(
+                token=job.token,
+                status=Status.ERROR,
+                final=False,
+                attempts=job.attempts,
+                error=ErrorInfo(fault.code, f"{fault.message} (the run stopped before a retry)"),
+            )
+        await self._emit_pending(job)  # a re-check that never left: still pending
+        return None
+
+    async def _give_up(
+        self, job: Job, state: _TokenState, fault: RetryableFault
+    ) -> dict[str, Any] | None:
+        """Retries are over for this token: an `error` line, not final; the breaker hears it."""
+        message = fault.message
+        if fault.klass is ErrorClass.THROTTLE:
+            message += f" (throttled {state.throttled} times in a row; the account's quota is busy)"
+        elif state.budget_denied:
+            message += " (the run's retry budget is spent: too many failures at once)"
+        record = await self._emit(
+            token=job.token,
+            status=Status.ERROR,
+            final=False,
+            attempts=job.attempts,
+            error=ErrorInfo(fault.code, message),
+        )
+        self._check_breaker(fault.code, outlasted_retries=True)
+        return record
+
+    async def _settle_error(self, job: Job, reply: Reply) -> dict[str, Any]:
+        """A per-token API error: expired and invalid are final; an unlisted code is not."""
+        assert reply.error is not None
+        klass = classify(reply.error.code)
+        status = {
+            ErrorClass.EXPIRED: Status.EXPIRED,
+            ErrorClass.INVALID_TOKEN: Status.INVALID_TOKEN,
+        }.get(klass, Status.ERROR)
+        record = await self._emit(
+            token=job.token,
+            status=status,
+            # SPEC §2: a code the table does not know is not final (not retried within the
+            # run; the next run asks again), so a new code never marks a whole night settled.
+            final=status is not Status.ERROR,
+            attempts=job.attempts,
+            error=ErrorInfo(reply.error.code, reply.error.message),
+            request_id=reply.request_id,
+        )
+        self._check_breaker(reply.error.code if status is Status.ERROR else None)
+        return record
+
+    def _check_breaker(self, code: str | None, *, outlasted_retries: bool = False) -> None:
+        # Faults that outlasted the retries are one outcome whatever their code (timeouts,
+        # resets and 5xx mix in an outage); an unlisted code is one outcome per code.
+        outcome = "retries exhausted" if outlasted_retries else code
+        if not self.breaker.record(outcome):
+            return
+        n = self.breaker.streak
+        if outlasted_retries:
+            message = (
+                f"{n} tokens in a row ended in faults that outlasted their retries (the last: "
+                f"{code}); the service looks unavailable, so the run stops instead of spending "
+                "the quota on the rest"
+            )
+        else:
+            message = (
+                f"{n} tokens in a row were answered with {code}, a code this poller does not "
+                "know; the run stops instead of spending the quota on the rest"
+            )
+        raise FatalRunError(code or "", message, breaker=True)
+
+    async def _retry(self, job: Job, state: _TokenState, first: RetryableFault) -> Reply:
+        """Attempts 2.. under a fresh tenacity `AsyncRetrying`.
 
         The first failure is replayed as tenacity's attempt 1 (no request is made for it), so
-        the attempt limit, the retry budget, the backoff and the counters all see it."""
+        the attempt limits, the retry budget, the backoff and the counters all see it. The
+        backoff sleeps through the stop latch: a stop ends it at once, with no retry sent."""
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.max_attempts) | _BudgetStop(self.budget, state),
+            stop=_TokenStop(self.settings, self.budget, state),
             wait=self._wait,
+            sleep=self._stop.sleep,
             retry=retry_if_exception_type(RetryableFault),
             before_sleep=self._before_sleep,
             reraise=True,
@@ -347,58 +502,63 @@ class Engine:
         async def attempt() -> Reply:
             if replay:
                 raise replay.pop()
-            return await self._attempt(token, state)
+            return await self._attempt(job, state)
 
         reply: Reply = await retrying(attempt)
         return reply
 
-    async def _attempt(self, token: str, state: _TokenState) -> Reply:
+    async def _attempt(self, job: Job, state: _TokenState) -> Reply:
         """One attempt: a paced, freshly signed request. `SignatureExpire` is re-signed and
-        sent once more at once, inside the attempt, so neither the attempt limit nor the
-        retry budget can keep the second answer (which proves the clock wrong) from coming."""
+        sent once more at once, inside the attempt: only a rejection of that immediate,
+        freshly signed request proves the clock wrong (two answers minutes apart do not)."""
+        state.tries += 1
         try:
-            return await self._send(token, state)
+            return await self._send(job, state)
         except RetryableFault as fault:
             if fault.klass is not ErrorClass.CLOCK:
                 raise
-        return await self._send(token, state)
+        try:
+            return await self._send(job, state)
+        except RetryableFault as fault:
+            if fault.klass is ErrorClass.CLOCK:
+                raise FatalRunError(
+                    fault.code,
+                    "the server rejected a freshly re-signed request as expired right after "
+                    "the first: this machine's clock is more than 5 minutes off; fix it "
+                    "(e.g. enable NTP)",
+                ) from None
+            raise
 
-    async def _send(self, token: str, state: _TokenState) -> Reply:
-        await self.pacer.acquire()
-        state.attempts += 1
+    async def _send(self, job: Job, state: _TokenState) -> Reply:
+        await self.pacer.acquire()  # raises Stopped once the run is stopping
+        job.attempts += 1
         self.stats.requests += 1
         try:
-            reply = await self.client.get_result(token)
+            reply = await self.client.get_result(job.token)
         except TransportFault as fault:
-            log.debug("token %s attempt %d: %s", token, state.attempts, fault)
-            raise RetryableFault(ErrorClass.TRANSIENT, fault.code, fault.message) from None
-        self.stats.last_success = self.clock()
+            log.debug("token %s attempt %d: %s", job.token, job.attempts, fault)
+            raise self._failed(state, ErrorClass.TRANSIENT, fault.code, fault.message) from None
         if reply.error is None:
             self.pacer.on_success()
             self.budget.on_success()
             return reply
-        return self._check_error(reply.error, token, state, reply)
-
-    def _check_error(self, error: ApiError, token: str, state: _TokenState, reply: Reply) -> Reply:
-        klass = classify(error.code)
-        log.debug("token %s attempt %d: %s (%s)", token, state.attempts, error.code, klass.value)
+        klass = classify(reply.error.code)
+        log.debug("token %s attempt %d: %s (%s)", job.token, job.attempts, reply.error, klass)
         if klass is ErrorClass.THROTTLE:
             self.stats.throttles += 1
+            state.throttled += 1
             if self.pacer.on_throttle():
                 log.info("throttled by the server: pacing lowered to %.2f req/s", self.pacer.rate)
-        elif klass is ErrorClass.CLOCK:
-            state.clock_skews += 1
-            if state.clock_skews > 1:  # a fresh signature was rejected too
-                raise FatalRunError(
-                    error.code,
-                    "the server rejected two freshly signed requests as expired: this "
-                    "machine's clock is more than 5 minutes off; fix it (e.g. enable NTP)",
-                )
         elif klass is ErrorClass.FATAL:
-            raise FatalRunError(error.code, error.message)
+            raise FatalRunError(reply.error.code, reply.error.message, request_id=reply.request_id)
         if klass in (ErrorClass.THROTTLE, ErrorClass.TRANSIENT, ErrorClass.CLOCK):
-            raise RetryableFault(klass, error.code, error.message)
-        return reply  # a final per-token error (expired, invalid, other): settled below
+            raise self._failed(state, klass, reply.error.code, reply.error.message)
+        return reply  # a per-token answer (expired, invalid, an unlisted code): settled above
+
+    @staticmethod
+    def _failed(state: _TokenState, klass: ErrorClass, code: str, message: str) -> RetryableFault:
+        state.last_fault = RetryableFault(klass, code, message)
+        return state.last_fault
 
     def _wait(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
@@ -410,35 +570,15 @@ class Engine:
         return self._backoff(retry_state)
 
     def _before_sleep(self, retry_state: RetryCallState) -> None:
-        self.stats.retries += 1
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        # Throttles are counted apart (stats.throttles): a retry is a retry after a failure.
+        if not (isinstance(exc, RetryableFault) and exc.klass is ErrorClass.THROTTLE):
+            self.stats.retries += 1
 
     # -- lines out ---------------------------------------------------------------------------
 
-    def _settle(self, token: str, reply: Reply, attempts: int) -> dict[str, Any]:
-        if reply.error is not None:
-            klass = classify(reply.error.code)
-            status = {
-                ErrorClass.EXPIRED: Status.EXPIRED,
-                ErrorClass.INVALID_TOKEN: Status.INVALID_TOKEN,
-            }.get(klass, Status.ERROR)
-            return self._emit(
-                token=token,
-                status=status,
-                final=True,
-                attempts=attempts,
-                error=ErrorInfo(reply.error.code, reply.error.message),
-                request_id=reply.request_id,
-            )
-        status = status_for_result(reply.response, self.settings.pending_codes)
-        return self._emit(
-            token=token,
-            status=status,
-            final=status is not Status.PENDING,
-            attempts=attempts,
-            response=reply.response,
-        )
-
-    def _emit(
+    async def _emit(
         self,
         *,
         token: str,
@@ -460,22 +600,38 @@ class Engine:
             request_id=request_id,
             detail=self.settings.detail,
         )
-        self.sink.write(record)
+        assert self._writer is not None, "lines are written only while the engine runs"
+        await self._writer.write(record)  # waits while a slow reader holds the buffer full
         self.stats.count(record)
         return record
 
     def __repr__(self) -> str:
         return (
-            f"<Engine tokens={self.stats.tokens} requests={self.client.calls} "
-            f"{self.pacer!r} {self.budget!r}>"
+            f"<Engine tokens={self.stats.tokens} requests={self.stats.requests} "
+            f"{self.pacer!r} {self.budget!r} {self.breaker!r}>"
         )
 
 
+async def _batches(items: Iterable[InputItem]) -> AsyncIterator[list[InputItem]]:
+    """The input in batches. A file or a pipe is read on a daemon thread of its own: a slow
+    stdin or disk never stalls the workers, and a stop never waits for a read to return. A
+    collection already in memory cannot block, so it needs no thread (and a test on virtual
+    time sees it whole at once)."""
+    if isinstance(items, Collection):
+        yield list(items)
+        return
+    async for batch in ThreadedReader(iter(items)).batches():
+        yield batch
+
+
 def _describe_local(exc: BaseException) -> str:
-    if isinstance(exc, BrokenPipeError):
-        return "the output pipe was closed by the reader"
-    if isinstance(exc, OSError):  # input failures arrive as InputError: this is the output
-        return f"cannot write the output: {exc.strerror or exc}"
+    if isinstance(exc, OutputError):
+        return exc.describe()
+    if isinstance(exc, InputError):
+        return str(exc).rstrip(".")
+    if isinstance(exc, OSError):
+        # Not from the output (that is an OutputError) nor the input: say what it was.
+        return f"an unexpected system error: {exc.strerror or exc}"
     return str(exc).rstrip(".")
 
 

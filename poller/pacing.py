@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 
+from poller.stopping import StopLatch
+
 # The aiolimiter floor is this fraction of a slot: strict enough that no two requests ever
 # leave closer than 3/4 of a slot, loose enough to absorb ~1 ms wake-up delays without drift.
 GUARD_FRACTION = 0.75
@@ -42,6 +44,7 @@ class Pacer:
         "_last_slowdown",
         "_lock",
         "_slot",
+        "_stop",
         "_time",
         "acquired",
         "rate",
@@ -49,7 +52,13 @@ class Pacer:
         "target_rate",
     )
 
-    def __init__(self, rate: float, *, time_fn: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        rate: float,
+        *,
+        time_fn: Callable[[], float] | None = None,
+        stop: StopLatch | None = None,
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be above 0")
         self.target_rate = rate
@@ -65,14 +74,20 @@ class Pacer:
         self._slot = 0
         self._last_slowdown = float("-inf")
         self._lock = asyncio.Lock()
+        # A stop ends every wait for a slot at once (`Stopped`): no request leaves after it.
+        self._stop = stop or StopLatch()
         self._guard_interval = GUARD_FRACTION / rate
         self._guard = AsyncLimiter(1, self._guard_interval)
 
     async def acquire(self) -> None:
-        """Wait for the next slot. Every attempt, retries included, calls this once."""
+        """Wait for the next slot. Every attempt, retries included, calls this once.
+
+        Raises `Stopped` if the run is stopped before the slot comes (or already was)."""
         # One waiter at a time computes and sleeps for its slot: FIFO, and a waiter that is
         # cancelled while sleeping gives its slot back instead of leaving a hole.
+        self._stop.check()
         async with self._lock:
+            self._stop.check()  # stopped while waiting for the lock
             now = self._time()
             if self._anchor is None:
                 self._reanchor(now)
@@ -83,9 +98,10 @@ class Pacer:
                 self._reanchor(now)
                 due = now
             if due > now:
-                await asyncio.sleep(due - now)
+                await self._stop.sleep(due - now)
             self._refresh_guard()
             await self._guard.acquire()
+            self._stop.check()  # the guard's short wait may have spanned the stop
             # Drift-free: the next slot follows this one's *due* time, not its actual start,
             # unless we woke more than a slot late (a stall): then start afresh from now
             # rather than catching up with a burst.

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -58,7 +58,6 @@ class _Stopper:
     def __init__(self, engine: Engine, grace: float) -> None:
         self.engine = engine
         self.grace = grace
-        self.tasks: set[asyncio.Task[None]] = set()
         self.timer: asyncio.TimerHandle | None = None
 
     def __call__(self, name: str) -> None:
@@ -70,9 +69,7 @@ class _Stopper:
                 name,
                 self.grace,
             )
-            task = loop.create_task(self.engine.stop(name))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.engine.stop(name)
             self.timer = loop.call_later(self.grace, self.engine.abort)
         else:
             log.warning("%s received again: stopping now", name)
@@ -99,7 +96,7 @@ async def _show_progress(
 
 async def run_job(
     settings: Settings,
-    items: Iterator[InputItem],
+    items: Iterable[InputItem],
     sink: JsonlSink,
     *,
     already_final: Callable[[str], bool] | None = None,

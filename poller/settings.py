@@ -56,6 +56,10 @@ class Settings:
     rate_margin: float = 0.05
     concurrency: int = 32
     max_attempts: int = 6  # total attempts per token, first one included
+    # A throttled attempt (RequestLimitExceeded) slows the pace but is no failure: it draws
+    # neither on max_attempts nor on the retry budget, only on this larger per-token bound,
+    # which keeps a permanently throttled account from looping forever.
+    max_throttled_attempts: int = 30
     timeout: float = 10.0  # seconds per request
     backoff_base: float = 0.5  # full-jitter backoff: uniform(0, min(cap, base * 2**n))
     backoff_max: float = 20.0
@@ -63,6 +67,10 @@ class Settings:
     # `retry_refill`; an outage then ends in `error` lines instead of a retry storm.
     retry_budget: float = 200.0
     retry_refill: float = 0.2
+    # Circuit breaker (SPEC §2): this many tokens in a row settled by the same non-success
+    # outcome (one unlisted error code, or faults that outlasted the retries) stop the run
+    # like a fatal error (exit 3). 0 turns it off.
+    breaker_threshold: int = 50
     pending_codes: tuple[str, ...] = ("-999", "17")
     # A pending token is asked again after recheck_after seconds, for up to max_pending_wait
     # seconds in all; still pending then, it gets a `pending` line and the next run asks again.
@@ -201,6 +209,12 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
         ("rate_margin", 0 <= s.rate_margin < 1, "rate_margin must be at least 0 and below 1"),
         ("concurrency", 1 <= s.concurrency <= 1024, "concurrency must be between 1 and 1024"),
         ("max_attempts", 1 <= s.max_attempts <= 100, "max_attempts must be between 1 and 100"),
+        (
+            "max_throttled_attempts",
+            1 <= s.max_throttled_attempts <= 1000,
+            "max_throttled_attempts must be between 1 and 1000",
+        ),
+        ("breaker_threshold", s.breaker_threshold >= 0, "breaker_threshold must be at least 0"),
         ("timeout", s.timeout > 0, "timeout must be above 0 seconds"),
         ("backoff_base", s.backoff_base >= 0, "backoff_base must be at least 0"),
         ("backoff_max", s.backoff_max >= 0, "backoff_max must be at least 0"),

@@ -68,10 +68,17 @@ class WorkQueue:
             self._cond.notify_all()
             return True
 
-    async def schedule_recheck(self, job: Job, delay: float) -> None:
+    async def schedule_recheck(self, job: Job, delay: float) -> bool:
+        """Hold a pending token for another look in `delay` seconds; False once stopped.
+
+        Checked under the lock: a job pushed after `stop()` emptied the heap would be lost
+        (no line, not counted), so a stopped queue refuses it and the caller writes it."""
         async with self._cond:
+            if self._stopped:
+                return False
             heapq.heappush(self._rechecks, (self._time() + delay, next(self._seq), job))
             self._cond.notify_all()
+            return True
 
     async def close_input(self) -> None:
         async with self._cond:

@@ -45,7 +45,12 @@ def test_fatal_error_exits_3_naming_the_code(env: Path, capsys: pytest.CaptureFi
     err = capsys.readouterr().err
     assert "AuthFailure.SecretIdNotFound" in err
     assert SECRET_KEY not in err
-    assert out.read_text() == ""
+    [line] = [json.loads(x) for x in out.read_text().splitlines()]  # the one request, accounted
+    assert (line["status"], line["final"], line["error"]["code"]) == (
+        "error",
+        False,
+        "AuthFailure.SecretIdNotFound",
+    )
 
 
 def test_successful_run_writes_0600_lines_and_a_summary(

@@ -82,6 +82,7 @@ async def test_every_token_gets_one_correct_line_under_faults(
     assert len(lines) == len(by_token) == 151
     assert set(by_token) == {*tokens, "bad\x01token"}
     assert by_token["bad\x01token"]["status"] == "invalid_token"
+    assert by_token["bad\x01token"]["final"] is False  # decided by the input (SPEC §2)
     for token in tokens:
         line = by_token[token]
         assert line["final"] is True, line
@@ -95,7 +96,7 @@ async def test_every_token_gets_one_correct_line_under_faults(
     assert sent == engine.stats.requests == sum(line["attempts"] for line in lines)
     assert engine.stats.retries > 0  # the faults really happened and were retried
     assert engine.stats.duplicates == 1
-    assert engine.stats.exit_status() == 0
+    assert engine.stats.exit_status() == 1  # the bad line's `invalid_token` is not final
 
 
 async def test_a_stricter_server_quota_slows_the_poller_down(tmp_path: Path) -> None:

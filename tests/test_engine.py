@@ -125,25 +125,26 @@ async def test_throttle_then_pass_lowers_the_rate(
 
 
 @pytest.mark.parametrize(
-    ("code", "status"),
+    ("code", "status", "final"),
     [
-        ("InvalidParameterValue.BizTokenIllegal", "invalid_token"),
-        ("FailedOperation.InvalidTokenParameter", "invalid_token"),
-        ("InvalidParameterValue.BizTokenExpired", "expired"),
-        ("FailedOperation.NewCodeNobodyKnows", "error"),
+        ("InvalidParameterValue.BizTokenIllegal", "invalid_token", True),
+        ("FailedOperation.InvalidTokenParameter", "invalid_token", True),
+        ("InvalidParameterValue.BizTokenExpired", "expired", True),
+        # SPEC §2: a code the table does not know is not final (the next run asks again).
+        ("FailedOperation.NewCodeNobodyKnows", "error", False),
     ],
 )
-async def test_per_token_errors_are_final_and_not_retried(
-    tmp_path: Path, session: aiohttp.ClientSession, code: str, status: str
+async def test_per_token_errors_are_not_retried(
+    tmp_path: Path, session: aiohttp.ClientSession, code: str, status: str, final: bool
 ) -> None:
     h = await run_engine(tmp_path, session, {"tok": [api_error(code, "why")], "next": [ok()]})
     line = h.by_token()["tok"]
-    assert (line["status"], line["final"], line["attempts"]) == (status, True, 1)
+    assert (line["status"], line["final"], line["attempts"]) == (status, final, 1)
     assert line["error"] == {"code": code, "message": "why"}
     assert line["response"] is None
     assert line["request_id"] == "req-err"
     assert h.by_token()["next"]["status"] == "passed"  # the run went on
-    assert h.engine.stats.exit_status() == 0
+    assert h.engine.stats.exit_status() == (0 if final else 1)
 
 
 async def test_forever_transient_ends_as_error_not_final(
@@ -168,7 +169,11 @@ async def test_fatal_code_stops_the_run_and_leaves_later_tokens_untouched(
         "later-2": [ok()],
     }
     h = await run_engine(tmp_path, session, scripts, settings=make_settings(concurrency=1))
-    assert set(h.by_token()) == {"first"}
+    assert set(h.by_token()) == {"first", "bad"}
+    # The token that reached the server gets a line (requests seen = sum of attempts), not final.
+    bad = h.by_token()["bad"]
+    assert (bad["status"], bad["final"], bad["attempts"]) == ("error", False, 1)
+    assert bad["error"]["code"] == "AuthFailure.SignatureFailure"
     assert h.server.calls.get("later-1", 0) == 0
     assert h.server.calls.get("later-2", 0) == 0
     assert h.server.calls["bad"] == 1  # fatal is never retried
@@ -197,7 +202,8 @@ async def test_signature_expire_twice_means_the_clock_is_wrong(
     assert fatal is not None
     assert "clock" in fatal.message
     assert h.engine.stats.exit_status() == 3
-    assert h.lines() == []
+    [line] = h.lines()  # both requests are accounted for, in a line that is not final
+    assert (line["status"], line["final"], line["attempts"]) == ("error", False, 2)
 
 
 async def test_retry_budget_caps_the_whole_runs_retries(
@@ -237,7 +243,8 @@ async def test_bad_input_gets_an_invalid_token_line_and_is_never_sent(
     ]
     h = await run_engine(tmp_path, session, {"good": [ok()]}, items=items)
     bad = h.by_token()["x" * 300]
-    assert (bad["status"], bad["final"], bad["attempts"]) == ("invalid_token", True, 0)
+    # Decided by the input, so not final: a fixed export is asked afresh next run (SPEC §2).
+    assert (bad["status"], bad["final"], bad["attempts"]) == ("invalid_token", False, 0)
     assert "line 1" in bad["error"]["message"]
     assert dict(h.server.calls) == {"good": 1}
 
@@ -343,7 +350,7 @@ async def test_stop_takes_no_new_tokens_and_writes_waiting_rechecks(
     async def stop_soon() -> None:
         await first_answered.wait()
         await asyncio.sleep(0)
-        await engine.stop("SIGTERM")
+        engine.stop("SIGTERM")
 
     with aioresponses() as mocked:
         mocked.post(URL, callback=server, repeat=True)

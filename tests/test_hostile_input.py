@@ -15,7 +15,8 @@ from tests.helpers import URL, ScriptedServer, ok
 pytestmark = pytest.mark.usefixtures("user_env")
 
 
-# name, file name, content, expected exit, expected {status: count} of the lines written
+# name, file name, content, expected exit, expected {status: count} of the lines written.
+# A bad row gets an `invalid_token` line that is not final (SPEC §2): the run exits 1.
 PER_LINE_CASES: list[tuple[str, str, bytes, int, dict[str, int]]] = [
     ("empty file", "t.txt", b"", 0, {}),
     ("utf-8 bom and crlf", "t.txt", b"\xef\xbb\xbfgood\r\ngood2\r\n", 0, {"passed": 2}),
@@ -23,29 +24,29 @@ PER_LINE_CASES: list[tuple[str, str, bytes, int, dict[str, int]]] = [
         "invalid utf-8 line",
         "t.txt",
         b"good\n\xff\xfe\xfdbad\ngood2\n",
-        0,
+        1,
         {"passed": 2, "invalid_token": 1},
     ),
-    ("nul byte in a line", "t.txt", b"good\nba\x00d\n", 0, {"passed": 1, "invalid_token": 1}),
+    ("nul byte in a line", "t.txt", b"good\nba\x00d\n", 1, {"passed": 1, "invalid_token": 1}),
     (
         "10 MB single line",
         "t.txt",
         b"good\n" + b"A" * 10_000_000 + b"\n",
-        0,
+        1,
         {"passed": 1, "invalid_token": 1},
     ),
     (
         "jsonl broken and non-object lines",
         "t.jsonl",
         b'{"SdkToken": "good"}\n[1,2]\n{"token": \n"str"\n{"SdkToken": 5}\n',
-        0,
+        1,
         {"passed": 1, "invalid_token": 4},
     ),
     (
         "csv token cell empty",
         "t.csv",
         b"token,issued_at\ngood,\n,1700000000\n",
-        0,
+        1,
         {"passed": 1, "invalid_token": 1},
     ),
 ]

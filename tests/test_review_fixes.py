@@ -7,7 +7,6 @@ import errno
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import certifi
@@ -76,7 +75,7 @@ async def test_signature_expire_twice_is_fatal_even_with_one_attempt(
 
 
 class _FullDisk(JsonlSink):
-    def write(self, record: Any) -> None:
+    def write_lines(self, data: bytes, count: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
 

@@ -127,6 +127,8 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
         "rate_margin": "0.1",
         "concurrency": "3",
         "max_attempts": "2",
+        "max_throttled_attempts": "9",
+        "breaker_threshold": "7",
         "timeout": "1.5",
         "backoff_base": "0.25",
         "backoff_max": "4",
@@ -154,6 +156,8 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
     assert settings.rate_margin == 0.1
     assert settings.concurrency == 3
     assert settings.max_attempts == 2
+    assert settings.max_throttled_attempts == 9
+    assert settings.breaker_threshold == 7
     assert settings.timeout == 1.5
     assert settings.backoff_base == 0.25
     assert settings.backoff_max == 4.0

@@ -1,0 +1,151 @@
+"""Lines out without blocking the event loop: the sink's writes run on a thread of their own.
+
+Why: a write (and an fsync) on the loop stalls everything else on it — the pacer's schedule,
+request timeouts, the signal handlers. With `--output -` into a slow or stalled reader, one
+blocking write froze the whole run, Ctrl-C included. Here the loop only encodes a line and
+appends it to a bounded buffer; the thread writes whatever has piled up in one go. When the
+buffer is full the workers wait (`await write`): a slow reader slows the run down
+(backpressure) and memory stays bounded, while the loop stays free for signals and timers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from poller.records import JsonlSink, encode_record
+
+# Lines waiting for the thread at most; a full answer is ~2 KB, so this is ~0.5 MB.
+BUFFER_LINES = 256
+
+
+class OutputError(Exception):
+    """Writing the output failed (disk full, a closed pipe, an fsync error): exit 4."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+    def describe(self) -> str:
+        """One true sentence (without the final stop) for the user."""
+        cause = self.cause
+        if isinstance(cause, BrokenPipeError) or cause.errno == errno.EPIPE:
+            return "the output pipe was closed by the reader"
+        return f"cannot write the output: {cause.strerror or cause}"
+
+
+class LineWriter:
+    """Hands encoded lines to a daemon thread that writes them to a `JsonlSink`."""
+
+    __slots__ = (
+        "_buffer",
+        "_closing",
+        "_cond",
+        "_done",
+        "_error",
+        "_loop",
+        "_room",
+        "_sink",
+        "_thread",
+        "_written",
+    )
+
+    def __init__(self, sink: JsonlSink) -> None:
+        self._sink = sink
+        self._buffer: list[bytes] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._error: OutputError | None = None
+        self._loop = asyncio.get_running_loop()
+        # Set by the thread (through the loop) whenever it takes lines out of the buffer.
+        self._room = asyncio.Event()
+        self._done = asyncio.Event()
+        self._written = 0
+        self._thread = threading.Thread(target=self._run, name="poller-writer", daemon=True)
+        self._thread.start()
+
+    async def write(self, record: Mapping[str, Any]) -> None:
+        """Queue one line; waits while the buffer is full. Raises the thread's write error."""
+        data = encode_record(record)
+        while True:
+            self._raise_if_failed()
+            with self._cond:
+                if len(self._buffer) < BUFFER_LINES:
+                    wake = not self._buffer
+                    self._buffer.append(data)
+                    if wake:
+                        self._cond.notify()
+                    return
+                self._room.clear()
+            await self._room.wait()
+
+    async def close(self) -> None:
+        """Wait until every queued line is written (and synced), then stop the thread.
+
+        Raises the write error that stopped the thread, if any. Cancelling this (the hard
+        stop) leaves the daemon thread behind with whatever it could not write."""
+        self.close_nowait()
+        await self._done.wait()
+        self._raise_if_failed()
+
+    def close_nowait(self) -> None:
+        """The hard stop: ask the thread to end after what it holds, without waiting for it."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+
+    @property
+    def pending(self) -> int:
+        """Lines queued but not yet written."""
+        with self._cond:
+            return len(self._buffer)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._buffer) or self._closing)
+                batch, self._buffer = self._buffer, []
+                last = self._closing and not batch
+            if len(batch) >= BUFFER_LINES:
+                # Only a full buffer can have a worker waiting for room (`write` clears the
+                # event under the lock while it is full); otherwise spare the loop a wake-up.
+                self._notify(self._room.set)
+            if batch:
+                try:
+                    self._sink.write_lines(b"".join(batch), len(batch))
+                except OSError as exc:
+                    self._fail(exc)
+                    return
+                self._written += len(batch)
+            if last:
+                try:
+                    self._sink.sync()
+                except OSError as exc:
+                    self._fail(exc)
+                    return
+                self._notify(self._done.set)
+                return
+
+    def _fail(self, exc: OSError) -> None:
+        self._error = OutputError(exc)
+        self._notify(self._room.set)
+        self._notify(self._done.set)
+
+    def _notify(self, callback: Any) -> None:
+        # The loop may be gone (a hard stop) while this daemon thread still writes.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(callback)
+
+    def __repr__(self) -> str:
+        return (
+            f"<LineWriter queued={len(self._buffer)}/{BUFFER_LINES} written={self._written} "
+            f"closing={self._closing} failed={self._error is not None}>"
+        )

@@ -1,0 +1,166 @@
+"""Issue 9, items 2 and 6: from a stop on, no new request leaves (SPEC §3 "Stopping").
+
+Runs the engine on the virtual-time loop with a scripted client, so "on the wire" and
+"waiting for a slot" are exact states, and the moment of the stop is exact too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from poller.client import TransportFault
+from poller.engine import Engine
+from poller.records import JsonlSink
+from poller.runner import _Stopper
+from poller.settings import Settings
+from poller.tokens import TokenEntry
+from poller.workqueue import Job, WorkQueue
+from tests.fake_api import FakeClient, Slow
+from tests.helpers import make_settings, ok, run_virtual
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _run(
+    tmp_path: Path,
+    settings: Settings,
+    client: FakeClient,
+    tokens: list[str],
+    during: Callable[[Engine], Coroutine[Any, Any, None]],
+) -> tuple[Engine, list[dict[str, Any]], float]:
+    """Run the engine over `tokens` while `during(engine)` runs beside it; returns the engine,
+    the lines and the loop time the run ended."""
+    out = tmp_path / "out.jsonl"
+
+    async def main() -> tuple[Engine, float]:
+        sink = JsonlSink(str(out))
+        engine = Engine(settings, client, sink)
+        side = asyncio.create_task(during(engine))
+        try:
+            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])
+        finally:
+            sink.close()
+        await side
+        return engine, asyncio.get_running_loop().time()
+
+    engine, ended = run_virtual(main)
+    return engine, _lines(out), ended
+
+
+def _stop_at(at: float, reason: str = "SIGTERM") -> Callable[[Engine], Coroutine[Any, Any, None]]:
+    async def during(engine: Engine) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(at - (loop.time() - 1000.0))
+        engine.stop(reason)
+
+    return during
+
+
+def test_no_request_leaves_after_a_stop_only_those_on_the_wire_finish(tmp_path: Path) -> None:
+    # 2 requests/s and 32 workers: almost every worker holds a token and waits for its slot.
+    settings = make_settings(rate=2.0, rate_margin=0.0, concurrency=32)
+    client = FakeClient({}, default=Slow(0.8, ok()))
+    tokens = [f"t{n}" for n in range(200)]
+    engine, lines, ended = _run(tmp_path, settings, client, tokens, _stop_at(3.2))
+    stop_time = 1000.0 + 3.2
+    # Slots at 0, .5, 1, ... 3.0: seven requests left before the stop, none after it.
+    assert [t for t, _ in client.sent if t > stop_time] == []
+    assert client.calls == 7
+    # Every request that left got its line (the last two were on the wire at the stop)...
+    assert sorted(line["token"] for line in lines) == sorted(tok for _, tok in client.sent)
+    assert all(line["status"] == "passed" for line in lines)
+    assert sum(line["attempts"] for line in lines) == client.calls == engine.stats.requests
+    # ...and the run ended when the last of them settled, not a slot-queue later.
+    assert abs(ended - (1000.0 + 3.0 + 0.8)) < 1e-6
+    assert engine.stats.exit_status() == 143
+
+
+def test_a_stop_during_backoff_sends_no_retry_and_writes_error_not_final(tmp_path: Path) -> None:
+    settings = make_settings(backoff_base=60.0, backoff_max=60.0, max_attempts=6)
+    boom = TransportFault("Transport.HTTP503", "HTTP 503")
+    client = FakeClient({"t": [boom]})
+    engine, lines, ended = _run(tmp_path, settings, client, ["t"], _stop_at(0.5, "SIGINT"))
+    assert client.calls == 1  # the retry waiting in its backoff never left
+    [line] = lines
+    assert (line["status"], line["final"], line["attempts"]) == ("error", False, 1)
+    assert line["error"]["code"] == "Transport.HTTP503"
+    assert "stopped before a retry" in line["error"]["message"]
+    assert ended - 1000.0 < 0.51  # the backoff ended with the stop, not 60 s later
+    assert engine.stats.exit_status() == 130
+
+
+def test_a_stop_during_a_pending_wait_writes_pending_not_final(tmp_path: Path) -> None:
+    settings = make_settings(recheck_after=30.0, max_pending_wait=600.0)
+    client = FakeClient({"t": [ok("-999")]})
+    _engine, lines, ended = _run(tmp_path, settings, client, ["t"], _stop_at(5.0))
+    assert client.calls == 1  # the re-check never left
+    [line] = lines
+    assert (line["status"], line["final"], line["attempts"]) == ("pending", False, 1)
+    assert line["response"]["Result"] == "-999"
+    assert ended - 1000.0 < 5.01
+
+
+def test_a_pending_answer_arriving_after_the_stop_is_written_pending(tmp_path: Path) -> None:
+    """Item 6: `schedule_recheck` after `stop()` emptied the heap used to lose the token."""
+    settings = make_settings(recheck_after=1.0, max_pending_wait=600.0)
+    client = FakeClient({"t": [Slow(2.0, ok("-999"))]})
+    engine, lines, _ = _run(tmp_path, settings, client, ["t"], _stop_at(1.0))
+    [line] = lines
+    assert (line["token"], line["status"], line["final"]) == ("t", "pending", False)
+    assert engine.stats.rechecks == 0
+    assert engine.stats.tokens == 1
+
+
+def test_schedule_recheck_refuses_once_stopped() -> None:
+    async def main() -> tuple[bool, bool, Job | None]:
+        queue = WorkQueue(4)
+        before = await queue.schedule_recheck(Job("a"), 5.0)
+        await queue.stop()
+        after = await queue.schedule_recheck(Job("b"), 5.0)
+        await queue.close_input()
+        return before, after, await queue.get()
+
+    before, after, got = run_virtual(main)
+    assert (before, after, got) == (True, False, None)
+
+
+def test_hard_stop_second_signal_aborts_requests_on_the_wire(tmp_path: Path) -> None:
+    settings = make_settings(rate=10.0, rate_margin=0.0, concurrency=4, grace_period=30.0)
+    client = FakeClient({}, default=Slow(20.0, ok()))
+    stopper: list[_Stopper] = []
+
+    async def during(engine: Engine) -> None:
+        stopper.append(_Stopper(engine, settings.grace_period))
+        await asyncio.sleep(0.25)  # three requests on the wire (slots 0, .1, .2)
+        stopper[0]("SIGTERM")
+        await asyncio.sleep(1.0)
+        stopper[0]("SIGTERM")  # again: stop now, do not wait out the 20 s answers
+
+    engine, lines, ended = _run(tmp_path, settings, client, ["a", "b", "c", "d", "e"], during)
+    stopper[0].close()
+    assert client.calls == 3
+    assert lines == []  # cut off on the wire: no line; the next run asks them again
+    assert ended - 1000.0 < 1.3
+    assert engine.stats.exit_status() == 143
+
+
+def test_grace_period_ends_a_graceful_stop(tmp_path: Path) -> None:
+    settings = make_settings(rate=10.0, rate_margin=0.0, concurrency=4, grace_period=2.0)
+    client = FakeClient({"fast": [ok()]}, default=Slow(60.0, ok()))
+
+    async def during(engine: Engine) -> None:
+        await asyncio.sleep(0.15)  # "fast" settled, "slow" on the wire
+        stopper = _Stopper(engine, settings.grace_period)
+        stopper("SIGINT")
+
+    engine, lines, ended = _run(tmp_path, settings, client, ["fast", "slow", "never"], during)
+    assert [line["token"] for line in lines] == ["fast"]
+    assert client.by_token.get("never", 0) == 0
+    assert abs(ended - (1000.0 + 0.15 + 2.0)) < 0.01  # the grace timer, not the 60 s answer
+    assert engine.stats.exit_status() == 130

@@ -1,0 +1,134 @@
+"""Issue 9, items 5 and 7: throttles are not failures; one clock rejection is not a wrong clock."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from tenacity import RetryCallState
+
+from poller.client import TransportFault
+from poller.engine import Engine, RetryableFault, format_summary
+from poller.errors import ErrorClass
+from poller.pacing import RetryBudget
+from poller.records import JsonlSink
+from poller.settings import Settings
+from poller.tokens import TokenEntry
+from tests.fake_api import FakeClient, FakeStep
+from tests.helpers import api_error, make_settings, ok, run_virtual
+
+THROTTLE = api_error("RequestLimitExceeded", "over the limit")
+
+
+def _run(
+    tmp_path: Path, settings: Settings, scripts: dict[str, list[FakeStep]], budget: float = 200.0
+) -> tuple[Engine, FakeClient, dict[str, dict[str, Any]]]:
+    out = tmp_path / "out.jsonl"
+    client = FakeClient(scripts)
+
+    async def main() -> Engine:
+        sink = JsonlSink(str(out))
+        engine = Engine(settings, client, sink, budget=RetryBudget(budget, 0.0))
+        try:
+            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(scripts, 1)])
+        finally:
+            sink.close()
+        return engine
+
+    engine = run_virtual(main)
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    return engine, client, {line["token"]: line for line in lines}
+
+
+def test_throttles_draw_on_neither_max_attempts_nor_the_budget(tmp_path: Path) -> None:
+    # max_attempts 2 and an empty budget: ten throttles still end in a pass.
+    settings = make_settings(max_attempts=2, backoff_base=0.01)
+    script: list[FakeStep] = [*[THROTTLE] * 10, ok()]
+    engine, _client, lines = _run(tmp_path, settings, {"t": script}, budget=0.0)
+    assert (lines["t"]["status"], lines["t"]["final"], lines["t"]["attempts"]) == (
+        "passed",
+        True,
+        11,
+    )
+    assert engine.stats.throttles == 10
+    assert engine.stats.retries == 0  # a throttle is counted apart, not as a retry
+    assert engine.budget.denied == 0
+    summary = format_summary(engine.stats, engine.pacer)
+    assert "retries 0, throttled 10" in summary
+
+
+def test_a_permanently_throttled_token_stops_at_its_own_bound(tmp_path: Path) -> None:
+    settings = make_settings(max_throttled_attempts=7, backoff_base=0.01)
+    _engine, client, lines = _run(tmp_path, settings, {"t": [THROTTLE]})
+    line = lines["t"]
+    assert (line["status"], line["final"], line["attempts"]) == ("error", False, 7)
+    assert "throttled 7 times" in line["error"]["message"]
+    assert client.calls == 7
+
+
+def test_transient_failures_still_count_against_max_attempts_between_throttles(
+    tmp_path: Path,
+) -> None:
+    boom = TransportFault("Transport.HTTP502", "HTTP 502")
+    script: list[FakeStep] = [boom, THROTTLE, boom, THROTTLE, boom, ok()]
+    settings = make_settings(max_attempts=3, backoff_base=0.01)
+    engine, _client, lines = _run(tmp_path, settings, {"t": script})
+    # Three non-throttled failures reach max_attempts 3: the sixth request is never made.
+    assert (lines["t"]["status"], lines["t"]["attempts"]) == ("error", 5)
+    assert lines["t"]["error"]["code"] == "Transport.HTTP502"
+    assert engine.stats.retries == 2
+    assert engine.stats.throttles == 2
+
+
+def test_two_clock_rejections_minutes_apart_do_not_stop_the_run(tmp_path: Path) -> None:
+    expire = api_error("AuthFailure.SignatureExpire", "expired")
+    boom = TransportFault("Transport.HTTP503", "HTTP 503")
+    # Expired, re-signed at once and accepted (503); later expired again, re-signed: passed.
+    script: list[FakeStep] = [expire, boom, expire, ok()]
+    settings = make_settings(backoff_base=0.01)
+    engine, _client, lines = _run(tmp_path, settings, {"t": script})
+    assert engine.stats.fatal is None
+    assert (lines["t"]["status"], lines["t"]["attempts"]) == ("passed", 4)
+
+
+def test_backoff_waits_follow_full_jitter_with_a_seeded_rng(tmp_path: Path) -> None:
+    settings = make_settings(backoff_base=0.5, backoff_max=4.0)
+
+    async def main() -> list[float]:
+        sink = JsonlSink(str(tmp_path / "o.jsonl"))
+        engine = Engine(settings, FakeClient({}), sink)
+        sink.close()
+        fault = RetryableFault(ErrorClass.TRANSIENT, "InternalError", "x")
+        waits = []
+        for attempt in range(1, 8):
+            state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+            state.attempt_number = attempt
+            state.set_exception((RetryableFault, fault, None))
+            waits.append(engine._wait(state))
+        return waits
+
+    random.seed(1234)
+    waits = run_virtual(main)
+    rng = random.Random(1234)
+    # Full jitter: uniform(0, min(cap, base * 2**(n-1))) for attempt n (tenacity's formula).
+    expected = [rng.uniform(0, min(4.0, 0.5 * 2 ** (n - 1))) for n in range(1, 8)]
+    assert waits == expected
+    assert all(w <= 4.0 for w in waits)
+
+
+def test_the_retry_budget_refills_on_success_up_to_its_capacity() -> None:
+    budget = RetryBudget(2.0, 0.5)
+    assert budget.try_spend()
+    assert budget.try_spend()
+    assert not budget.try_spend()
+    assert budget.denied == 1
+    budget.on_success()
+    assert budget.level == 0.5
+    assert not budget.try_spend()
+    budget.on_success()
+    assert budget.try_spend()
+    for _ in range(10):
+        budget.on_success()
+    assert budget.level == 2.0  # never above capacity

@@ -1,0 +1,133 @@
+"""Issue 9, item 3: an unlisted code is `error`, not final; the circuit breaker (SPEC §2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poller.breaker import Breaker
+from poller.client import TransportFault
+from poller.engine import Engine
+from poller.records import JsonlSink
+from poller.settings import Settings
+from poller.tokens import TokenEntry
+from tests.fake_api import FakeClient, FakeStep
+from tests.helpers import api_error, make_settings, ok, run_virtual
+
+NEW_CODE = "FailedOperation.SomethingNew"
+
+
+def _run(
+    tmp_path: Path, settings: Settings, scripts: dict[str, list[FakeStep]], tokens: list[str]
+) -> tuple[Engine, FakeClient, list[dict[str, Any]]]:
+    out = tmp_path / "out.jsonl"
+    client = FakeClient(scripts)
+
+    async def main() -> Engine:
+        sink = JsonlSink(str(out))
+        engine = Engine(settings, client, sink)
+        try:
+            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])
+        finally:
+            sink.close()
+        return engine
+
+    engine = run_virtual(main)
+    return engine, client, [json.loads(x) for x in out.read_text().splitlines()]
+
+
+def test_an_unknown_code_is_error_not_final_and_the_run_exits_1(tmp_path: Path) -> None:
+    scripts: dict[str, list[FakeStep]] = {"new": [api_error(NEW_CODE, "??")], "ok": [ok()]}
+    engine, client, lines = _run(tmp_path, make_settings(), scripts, ["new", "ok"])
+    by_token = {line["token"]: line for line in lines}
+    assert (by_token["new"]["status"], by_token["new"]["final"]) == ("error", False)
+    assert by_token["new"]["error"]["code"] == NEW_CODE
+    assert client.by_token["new"] == 1  # not retried within the run
+    assert engine.stats.exit_status() == 1  # cron sees that something is not settled
+
+
+def test_the_breaker_stops_the_run_after_threshold_identical_unknown_codes(
+    tmp_path: Path,
+) -> None:
+    tokens = [f"t{n:03}" for n in range(200)]
+    settings = make_settings(breaker_threshold=10, concurrency=1)
+    scripts: dict[str, list[FakeStep]] = {t: [api_error(NEW_CODE)] for t in tokens}
+    engine, client, lines = _run(tmp_path, settings, scripts, tokens)
+    fatal = engine.stats.fatal
+    assert fatal is not None
+    assert fatal.breaker
+    assert fatal.code == NEW_CODE
+    assert "10 tokens in a row" in fatal.message
+    assert engine.stats.exit_status() == 3
+    assert client.calls == 10  # tens of requests, not the whole file
+    assert len(lines) == 10
+    assert all(not line["final"] for line in lines)
+
+
+def test_any_other_outcome_in_between_resets_the_breaker(tmp_path: Path) -> None:
+    tokens = [f"t{n:03}" for n in range(60)]
+    # Every fifth token passes: never 5 unknown codes in a row.
+    scripts: dict[str, list[FakeStep]] = {
+        t: [ok() if n % 5 == 4 else api_error(NEW_CODE)] for n, t in enumerate(tokens)
+    }
+    settings = make_settings(breaker_threshold=5, concurrency=1)
+    engine, _client, lines = _run(tmp_path, settings, scripts, tokens)
+    assert engine.stats.fatal is None
+    assert len(lines) == 60
+    assert engine.stats.exit_status() == 1
+
+
+def test_two_different_unknown_codes_alternating_do_not_trip_it(tmp_path: Path) -> None:
+    tokens = [f"t{n:03}" for n in range(40)]
+    scripts: dict[str, list[FakeStep]] = {
+        t: [api_error(NEW_CODE if n % 2 else "FailedOperation.Other")] for n, t in enumerate(tokens)
+    }
+    settings = make_settings(breaker_threshold=5, concurrency=1)
+    engine, _, lines = _run(tmp_path, settings, scripts, tokens)
+    assert engine.stats.fatal is None
+    assert len(lines) == 40
+
+
+def test_faults_that_outlast_the_retries_trip_the_breaker(tmp_path: Path) -> None:
+    tokens = [f"t{n:03}" for n in range(100)]
+    # An outage: timeouts and 503s mixed, every token exhausts its attempts.
+    scripts: dict[str, list[FakeStep]] = {
+        t: [
+            TransportFault("Transport.Timeout", "no answer"),
+            TransportFault("Transport.HTTP503", "HTTP 503"),
+        ]
+        for t in tokens
+    }
+    settings = make_settings(
+        breaker_threshold=4, concurrency=1, max_attempts=2, backoff_base=0.01, retry_budget=1e6
+    )
+    engine, client, lines = _run(tmp_path, settings, scripts, tokens)
+    fatal = engine.stats.fatal
+    assert fatal is not None
+    assert fatal.breaker
+    assert "outlasted their retries" in fatal.message
+    assert client.calls == 8  # 4 tokens x 2 attempts
+    assert [line["status"] for line in lines] == ["error"] * 4
+    assert engine.stats.exit_status() == 3
+
+
+def test_threshold_0_turns_the_breaker_off(tmp_path: Path) -> None:
+    tokens = [f"t{n:03}" for n in range(80)]
+    scripts: dict[str, list[FakeStep]] = {t: [api_error(NEW_CODE)] for t in tokens}
+    engine, client, lines = _run(tmp_path, make_settings(breaker_threshold=0), scripts, tokens)
+    assert engine.stats.fatal is None
+    assert client.calls == 80
+    assert len(lines) == 80
+
+
+@pytest.mark.parametrize("threshold", [1, 3, 50])
+def test_breaker_counts_identical_outcomes_in_a_row(threshold: int) -> None:
+    breaker = Breaker(threshold)
+    trips = [breaker.record("X") for _ in range(threshold)]
+    assert trips == [False] * (threshold - 1) + [True]
+    breaker.record(None)
+    assert breaker.streak == 0
+    assert not breaker.record("X") or threshold == 1
