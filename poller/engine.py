@@ -11,6 +11,7 @@ equal the sum of the lines' `attempts`, unless a hard stop (`abort`) cut request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -300,7 +301,9 @@ class Engine:
         if self._producer is not None:
             self._producer.cancel()
         if self._group is not None:
-            self._group.create_task(self._write_waiting_rechecks(), name="stop")
+            # A stop in the instant the group finishes finds it closed: nothing waits then.
+            with contextlib.suppress(RuntimeError):
+                self._group.create_task(self._write_waiting_rechecks(), name="stop")
 
     async def _write_waiting_rechecks(self) -> None:
         for job in await self._queue.stop():

@@ -11,6 +11,7 @@ import json
 import threading
 from pathlib import Path
 
+from poller.client import Reply
 from poller.engine import Engine
 from poller.records import JsonlSink, Status, build_record
 from poller.runner import _Stopper
@@ -104,3 +105,36 @@ async def test_a_stalled_reader_does_not_stop_ctrl_c_from_stopping_the_run(
     assert engine._writer is not None
     engine._writer._thread.join(timeout=10)
     sink.close()
+
+
+class _FsyncFails(JsonlSink):
+    def sync(self) -> None:
+        raise OSError(5, "Input/output error")
+
+
+async def test_an_fsync_error_at_the_end_is_a_local_failure_in_one_sentence(
+    tmp_path: Path,
+) -> None:
+    sink = _FsyncFails(str(tmp_path / "out.jsonl"), fsync_interval=1e9)
+    engine = Engine(make_settings(), FakeClient({"t": [ok()]}), sink)
+    stats = await engine.run([TokenEntry("t", 1, None)])
+    sink._owns = False  # close() would fsync again
+    sink.close()
+    assert stats.local_error == "cannot write the output: Input/output error"
+    assert stats.exit_status() == 4
+
+
+class _OddClient(FakeClient):
+    async def get_result(self, token: str) -> Reply:
+        raise TimeoutError("a stray timeout nobody converted")
+
+
+async def test_an_unexpected_oserror_is_not_called_an_output_failure(tmp_path: Path) -> None:
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    engine = Engine(make_settings(), _OddClient({}), sink)
+    stats = await engine.run([TokenEntry("t", 1, None)])
+    sink.close()
+    assert stats.local_error is not None
+    assert "cannot write the output" not in stats.local_error
+    assert "unexpected system error" in stats.local_error
+    assert stats.exit_status() == 4
