@@ -372,10 +372,12 @@ class Engine:
         if reply.error is not None:
             return await self._settle_error(job, reply)
         status = status_for_result(reply.response, self.settings.pending_codes)
-        if status is Status.PENDING and await self._recheck_later(job, reply):
-            return None
+        # A verification result (passed, failed or pending) is what "healthy" means for the
+        # metrics' staleness alert, and what ends a breaker streak; throttles and errors never.
         self.stats.last_success = self.clock()
         self._check_breaker(None)
+        if status is Status.PENDING and await self._recheck_later(job, reply):
+            return None
         return await self._emit(
             token=job.token,
             status=status,

@@ -53,7 +53,7 @@ def proxy_for(endpoint: str) -> tuple[URL | None, aiohttp.BasicAuth | None]:
 
 
 class _Stopper:
-    """First signal: stop taking tokens, give in-flight requests `grace_period`. Second: now."""
+    """First signal: send nothing more, give requests on the wire `grace_period`. Second: now."""
 
     def __init__(self, engine: Engine, grace: float) -> None:
         self.engine = engine
@@ -64,7 +64,7 @@ class _Stopper:
         loop = asyncio.get_running_loop()
         if self.engine.stats.stopped_by is None:
             log.warning(
-                "%s received: taking no new tokens; requests in flight have %g s to finish "
+                "%s received: sending no more requests; those on the wire have %g s to finish "
                 "(send it again to stop at once)",
                 name,
                 self.grace,

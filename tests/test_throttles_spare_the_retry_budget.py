@@ -132,3 +132,20 @@ def test_the_retry_budget_refills_on_success_up_to_its_capacity() -> None:
     for _ in range(10):
         budget.on_success()
     assert budget.level == 2.0  # never above capacity
+
+
+def test_throttles_and_errors_never_count_as_a_success_for_the_staleness_alert(
+    tmp_path: Path,
+) -> None:
+    """Issue 9, item 10: `last_success` feeds the metrics' staleness alert."""
+    settings = make_settings(max_throttled_attempts=3, backoff_base=0.01)
+    scripts: dict[str, list[FakeStep]] = {
+        "throttled": [THROTTLE],
+        "unknown": [api_error("FailedOperation.SomethingNew")],
+        "gone": [TransportFault("Transport.Connection", "refused")],
+    }
+    engine, _client, lines = _run(tmp_path, settings, scripts)
+    assert len(lines) == 3
+    assert engine.stats.last_success is None
+    engine, _client, _lines = _run(tmp_path, settings, {"p": [ok("-999")]})
+    assert engine.stats.last_success is not None  # a pending answer is a healthy answer
