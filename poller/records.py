@@ -119,7 +119,16 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
 class JsonlSink:
     """Appends lines to a file created 0600 (the lines hold personal data), or to stdout."""
 
-    __slots__ = ("_clock", "_fh", "_last_sync", "_owns", "fsync_interval", "lines_written", "path")
+    __slots__ = (
+        "_clock",
+        "_fh",
+        "_last_sync",
+        "_owns",
+        "_writing",
+        "fsync_interval",
+        "lines_written",
+        "path",
+    )
 
     def __init__(
         self,
@@ -135,6 +144,7 @@ class JsonlSink:
         self.fsync_interval = fsync_interval
         self._clock = clock
         self._last_sync = clock()
+        self._writing = False
         if path == "-":
             self._fh: IO[bytes] = sys.stdout.buffer
             self._owns = False
@@ -154,8 +164,12 @@ class JsonlSink:
 
     def write_lines(self, data: bytes, count: int) -> None:
         """Write `count` encoded lines at once (the writer thread hands over what piled up)."""
-        self._fh.write(data)
-        self._fh.flush()
+        self._writing = True
+        try:
+            self._fh.write(data)
+            self._fh.flush()
+        finally:
+            self._writing = False
         self.lines_written += count
         if self._owns and self._clock() - self._last_sync >= self.fsync_interval:
             self.sync()
@@ -166,6 +180,10 @@ class JsonlSink:
             self._last_sync = self._clock()
 
     def close(self) -> None:
+        if self._writing:
+            # The writer thread is stuck in a write to a reader that stopped reading (a hard
+            # stop gave up on it): flushing here would wait for that reader forever too.
+            return
         if self._owns:
             self.sync()
         if self.path == "-":
