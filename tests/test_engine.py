@@ -20,7 +20,18 @@ from poller.pacing import RetryBudget
 from poller.records import JsonlSink
 from poller.settings import Settings
 from poller.tokens import BadEntry, InputItem, TokenEntry
-from tests.helpers import URL, ScriptedServer, Step, api_error, make_settings, ok
+from tests.helpers import (
+    SECRET_ID,
+    SECRET_KEY,
+    URL,
+    ScriptedServer,
+    Step,
+    api_error,
+    make_settings,
+    ok,
+)
+from tests.sdk_signer import assert_sdk_signed
+from tests.simulator_support import T0, FakeClock
 
 
 @dataclass
@@ -251,13 +262,41 @@ async def test_pending_result_is_not_final(tmp_path: Path, session: aiohttp.Clie
 
 
 async def test_every_request_is_signed_afresh(
-    tmp_path: Path, session: aiohttp.ClientSession
+    tmp_path: Path, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
-    h = await run_engine(tmp_path, session, {"tok": [api_error("InternalError"), ok()]})
-    assert len(h.server.headers) == 2
-    for headers in h.server.headers:
-        assert headers["X-TC-Action"] == "GetSdkVerificationResult"
-        assert headers["Authorization"].startswith("TC3-HMAC-SHA256 Credential=AKIDtest")
+    """A retry is a new request: a new X-TC-Timestamp and a new signature over it (SPEC §1.1)."""
+
+    class Recording(ScriptedServer):
+        """Records each request's body too, and lets 90 s pass after each answer (a backoff)."""
+
+        def __init__(self, scripts: dict[str, list[Step]]) -> None:
+            super().__init__(scripts)
+            self.bodies: list[bytes] = []
+
+        def __call__(self, url: Any, **kwargs: Any) -> CallbackResult:
+            self.bodies.append(kwargs["data"])
+            result = super().__call__(url, **kwargs)
+            clock.advance(90)
+            return result
+
+    settings = make_settings()
+    server = Recording({"tok": [api_error("InternalError"), ok()]})
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    engine = Engine(settings, FaceIdClient(session, settings, clock=clock), sink)
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        await engine.run(iter([TokenEntry("tok", 1, None)]))
+    sink.close()
+
+    first, retry = server.headers
+    assert first["X-TC-Action"] == retry["X-TC-Action"] == "GetSdkVerificationResult"
+    assert server.bodies[0] == server.bodies[1] == b'{"SdkToken":"tok"}'
+    assert int(first["X-TC-Timestamp"]) == int(T0)
+    assert int(retry["X-TC-Timestamp"]) == int(T0) + 90  # the clock when the retry left
+    assert first["Authorization"] != retry["Authorization"]
+    # Each Authorization is the official SDK's signature for its own timestamp and body.
+    for headers, body in zip(server.headers, server.bodies, strict=True):
+        assert_sdk_signed(headers, body, secret_id=SECRET_ID, secret_key=SECRET_KEY)
 
 
 async def test_pending_token_is_rechecked_until_it_settles(
