@@ -29,6 +29,7 @@ from tests.helpers import (
     api_error,
     make_settings,
     ok,
+    run_virtual,
 )
 from tests.sdk_signer import assert_sdk_signed
 from tests.simulator_support import T0, FakeClock
@@ -311,16 +312,37 @@ async def test_pending_token_is_rechecked_until_it_settles(
     assert h.engine.stats.exit_status() == 0
 
 
-async def test_pending_past_the_wait_gets_a_pending_line(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
+def test_pending_past_the_wait_gets_a_pending_line(tmp_path: Path) -> None:
+    """On virtual time (`run_virtual`): the re-checks fall due at exact loop instants, so a
+    loaded machine can neither add nor lose a look."""
     settings = make_settings(recheck_after=0.02, max_pending_wait=0.05)
-    h = await run_engine(tmp_path, session, {"stuck": [ok("17")]}, settings=settings)
-    line = h.by_token()["stuck"]
+    asked_at: list[float] = []
+
+    class Timed(ScriptedServer):
+        def __call__(self, url: Any, **kwargs: Any) -> CallbackResult:
+            asked_at.append(asyncio.get_running_loop().time())
+            return super().__call__(url, **kwargs)
+
+    server = Timed({"stuck": [ok("17")]})
+
+    async def main() -> Engine:
+        async with aiohttp.ClientSession() as session:
+            sink = JsonlSink(str(tmp_path / "out.jsonl"))
+            engine = Engine(settings, FaceIdClient(session, settings), sink)
+            with aioresponses() as mocked:
+                mocked.post(URL, callback=server, repeat=True)
+                await engine.run(iter([TokenEntry("stuck", 1, None)]))
+            sink.close()
+            return engine
+
+    engine = run_virtual(main)
+    (line,) = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert (line["status"], line["final"], line["result"]) == ("pending", False, "17")
     # Asked at 0, 0.02 and 0.04 s; a fourth look at 0.06 s would pass the 0.05 s wait.
-    assert line["attempts"] == h.server.calls["stuck"] == 3
-    assert h.engine.stats.exit_status() == 1
+    assert line["attempts"] == server.calls["stuck"] == 3
+    assert [round(t - asked_at[0], 6) for t in asked_at] == [0.0, 0.02, 0.04]
+    assert engine.stats.rechecks == 2
+    assert engine.stats.exit_status() == 1
 
 
 async def test_tokens_past_the_72h_window_are_expired_without_a_call(
