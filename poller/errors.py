@@ -62,7 +62,3 @@ def classify(code: str) -> ErrorClass:
         if code.startswith(prefix):
             return klass
     return ErrorClass.OTHER
-
-
-def is_retryable(klass: ErrorClass) -> bool:
-    return klass in (ErrorClass.THROTTLE, ErrorClass.TRANSIENT, ErrorClass.CLOCK)

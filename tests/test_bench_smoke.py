@@ -1,30 +1,44 @@
-"""The benchmark machinery on a tiny case: structure only, never a timing target."""
+"""The benchmark machinery on a tiny case: what it measures and reports, never a timing target."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from bench import quota
 from bench.model import Section, Table
-from bench.procs import parse_summary
+from bench.procs import ChildResult, parse_summary
 from bench.report import render
 
 
 def test_one_quota_measurement_end_to_end(tmp_path: Path) -> None:
-    case = quota.QuotaCase("smoke", rate=200.0, tokens=20, latency_ms=0.0, pre_jitter_ms=0.0)
+    # More tokens than the quota allows in one second, so a burst would show: at a strict 20/s
+    # the simulator rejects the 21st request of any 1 s window (about 1.6 s of pacing at 19/s).
+    case = quota.QuotaCase("smoke", rate=20.0, tokens=30, latency_ms=0.0, pre_jitter_ms=0.0)
     result = quota.measure(case, tmp_path)
-    assert result.lines == 20
-    assert result.summary.tokens == 20
-    assert result.admitted + result.throttled == result.summary.requests
-    assert 0 < result.max_in_window <= 200
-    assert result.span > 0
-    assert result.share > 0
     assert result.child.returncode == 0
+    assert result.lines == result.summary.tokens == 30
+    assert result.admitted + result.throttled == result.summary.requests
+    # What the benchmark exists to show: the server never saw the quota exceeded.
+    assert result.throttled == 0
+    assert 0 < result.max_in_window <= 20
+    assert result.admitted >= 30  # every token was asked (a pending one more than once)
+    assert result.span > 0
+    assert result.share == pytest.approx((result.admitted / 20.0) / result.span)
     assert result.child.cpu > 0
     assert result.child.maxrss_mb > 0
+
+    # The verdict is the measurement held against the goal, and a miss says why.
     target = quota._target(result)
-    assert target.met in (True, False)
+    assert target.value == f"{result.share:.3f}, 0 over quota"
+    assert target.met is (round(result.share, 3) >= quota.TARGET_SHARE)
+    assert (target.why == "") is target.met
+    if not target.met:
+        assert target.why.startswith(f"quota use {result.share:.3f} < {quota.TARGET_SHARE}")
+
     section = Section("Quota use", "intro", [Table(quota.HEADERS, [quota._row(result)])], [target])
     text = render(
         [section],
@@ -34,9 +48,44 @@ def test_one_quota_measurement_end_to_end(tmp_path: Path) -> None:
         load_before=(0.0, 0.0, 0.0),
         load_after=(0.0, 0.0, 0.0),
     )
-    assert "## Targets" in text
-    assert "| quota use, smoke |" in text
+    # The report carries the measured figures, not just its headings.
+    targets_row = (
+        f"| quota use, smoke | >= {quota.TARGET_SHARE}, 0 over quota | "
+        f"{result.share:.3f}, 0 over quota | **{target.verdict}** | {target.why or '-'} |"
+    )
+    assert targets_row in text.splitlines()
+    assert any(
+        line.startswith(f"| smoke | 20 | 30 | {result.admitted} | ")
+        and f"| **{result.share:.3f}** |" in line
+        and f"| 0 | {result.max_in_window} / 20 |" in line
+        and line.endswith(" | 30 |")
+        for line in text.splitlines()
+    ), text
     assert "\n\n\n" not in text
+
+
+def test_a_missed_quota_target_is_not_met_and_says_why() -> None:
+    """The verdict logic on both sides of its goal, without a run: over quota and under-used."""
+    case = quota.QuotaCase("made-up", rate=20.0, tokens=40, latency_ms=0.0, pre_jitter_ms=0.0)
+    stderr = (
+        "summary: 40 tokens in 2.0 s: passed 40; not final 0; requests 40 (retries 0, "
+        "throttled 0, slowdowns 0); effective rate 20.00 req/s (pacing 19.00 of 19.00)\n"
+    )
+    child = ChildResult((), 0, 0.0, 2.2, 0.3, 0.05, 40.0, "", stderr)
+    base = quota.QuotaResult(
+        case=case, admitted=40, throttled=0, max_in_window=20, span=39 / 19, share=0.975,
+        share_with_startup=0.9, unused=0.0, lines=40, summary=parse_summary(stderr), child=child,
+        simulator_argv=(),
+    )  # fmt: skip
+    assert quota._target(base).met is True
+    assert quota._target(base).why == ""
+    over = quota._target(replace(base, throttled=3, max_in_window=23))
+    assert over.met is False
+    assert over.value == "0.975, 3 over quota"
+    assert over.why == "3 requests over the quota (max 23 in 1 s)"
+    idle = quota._target(replace(base, share=0.8, unused=0.4))
+    assert idle.met is False
+    assert idle.why == "quota use 0.800 < 0.95: the pacer left 0.40 s of slots unused"
 
 
 def test_the_summary_line_is_parsed() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -24,8 +26,8 @@ from poller.client import (
     parse_reply,
 )
 from poller.settings import Credentials, Settings
-from poller.signing import sign
 from tests.helpers import SECRET_ID, SECRET_KEY, URL, api_error, make_settings, ok
+from tests.sdk_signer import sdk_authorization
 
 TOKEN = "D2B55F0C-FB5D-4FB6-8765-3E931EBBFC79"
 SESSION_TOKEN = "zzSESSIONtokenNEVERsigned"
@@ -177,17 +179,68 @@ def sent(m: aioresponses, url: str = URL) -> list[dict[str, Any]]:
 
 
 def check_signature(kwargs: dict[str, Any], settings: Settings, timestamp: int) -> None:
+    """The request is signed as Tencent's official SDK signs these exact bytes, at `timestamp`
+    (an expectation computed without `poller.signing`)."""
     assert settings.credentials is not None
-    expected = sign(
+    headers = kwargs["headers"]
+    assert headers["X-TC-Timestamp"] == str(timestamp)
+    expected = sdk_authorization(
         secret_id=settings.credentials.secret_id,
         secret_key=settings.credentials.secret_key,
-        service="faceid",
         host=settings.host,
         timestamp=timestamp,
         payload=kwargs["data"],
         content_type="application/json",
     )
-    assert kwargs["headers"]["Authorization"] == expected.authorization
+    assert headers["Authorization"] == expected
+
+
+VECTORS_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tc3_vectors.json"
+if not VECTORS_FILE.exists():  # a checkout outside the workplace keeps a copy beside the tests
+    VECTORS_FILE = Path(__file__).parent / "data" / "tc3_vectors.json"
+SPEC_ID, SPEC_KEY = "AKIDz8krbsJ5yKBZQpn74WFkmLPx3EXAMPLE", "Gu5t9xGARNpq86cd98joQYCN3EXAMPLE"
+SPEC_BODY = b'{"SdkToken": "D2B55F0C-FB5D-4FB6-8765-3E931EBBFC79"}'
+
+
+@pytest.mark.parametrize(
+    ("host", "signature"),
+    [
+        (
+            "faceid.intl.tencentcloudapi.com",
+            "70dee8f0b7446d118300399b2dcbec6e76afde5a735309b5e6e5c020d3b2d7ee",
+        ),
+        ("127.0.0.1:8080", "24a34962aa0aaf4c48545b5e870711dbfad28eb0bfbed947999465249be94990"),
+    ],
+)
+def test_the_reference_signer_gives_the_spec_faceid_vectors(host: str, signature: str) -> None:
+    """check_signature's expectation is pinned to SPEC §1.1, not to our own signer."""
+    authorization = sdk_authorization(
+        secret_id=SPEC_ID, secret_key=SPEC_KEY, host=host, timestamp=1551113065, payload=SPEC_BODY
+    )
+    assert authorization == (
+        f"TC3-HMAC-SHA256 Credential={SPEC_ID}/2019-02-25/faceid/tc3_request, "
+        f"SignedHeaders=content-type;host, Signature={signature}"
+    )
+
+
+def _vectors() -> list[dict[str, Any]]:
+    vectors: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))["vectors"]
+    return vectors
+
+
+@pytest.mark.parametrize("vector", _vectors(), ids=lambda v: str(v["name"]))
+def test_the_reference_signer_gives_the_shared_vectors(vector: dict[str, Any]) -> None:
+    inputs = vector["inputs"]
+    authorization = sdk_authorization(
+        secret_id=inputs["secret_id"],
+        secret_key=inputs["secret_key"],
+        host=inputs["host"],
+        timestamp=inputs["timestamp"],
+        payload=base64.b64decode(inputs["payload_b64"]),
+        content_type=inputs["content_type"],
+        service=inputs["service"],
+    )
+    assert authorization == vector["expected"]["authorization"]
 
 
 async def test_request_shape_and_signature(

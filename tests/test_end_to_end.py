@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
+import time
+import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +28,8 @@ from poller.simulator import (
     mint_tokens,
     running_simulator,
 )
+from poller.simulator.app import SIMULATOR_KEY
+from poller.simulator.outcomes import FAILURES, render_result
 from poller.tokens import read_tokens
 from tests.helpers import make_settings
 
@@ -40,6 +46,44 @@ async def _mint(sim: RunningSimulator, n: int) -> list[str]:
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _check_against_the_simulator(
+    sim: RunningSimulator, line: dict[str, Any], started: float, finished: float
+) -> None:
+    """Every field of a line is what the simulator decided for its token (pending off).
+
+    The simulator draws each minted token's fate (`TokenPlan`) and renders every answer from
+    it, so the expected line is built from that decision, not from the poller's output. Only
+    three fields are not the simulator's to decide: `request_id` (a fresh id per request: it
+    must be the id of the answer kept), `attempts` (faults are drawn per request; their sum is
+    checked against the simulator's count by the callers) and `checked_at` (within the run)."""
+    simulator = sim.app[SIMULATOR_KEY]
+    plan = simulator.store.plan(line["token"])
+    assert plan is not None, f"the simulator never minted {line['token']!r}"
+    now = simulator.token_now()
+    assert not plan.is_pending(now)
+    request_id = line["request_id"]
+    assert uuid.UUID(request_id).version == 4
+    response = render_result(plan, token_now=now, request_id=request_id)
+    passed = plan.result == "0"
+    expected = {
+        "token": plan.token,
+        "status": "passed" if passed else "failed",
+        "final": True,
+        "result": plan.result,
+        "description": "Success" if passed else FAILURES[plan.result][0],
+        "charge_count": sum(1 for c in response["CompareResults"] if c["IsNeedCharge"]),
+        "request_id": request_id,
+        "error": None,
+        "attempts": line["attempts"],
+        "checked_at": line["checked_at"],
+        "response": response,
+    }
+    assert line == expected
+    assert line["attempts"] >= 1
+    checked = datetime.fromisoformat(line["checked_at"].replace("Z", "+00:00")).timestamp()
+    assert math.floor(started) <= checked <= finished
 
 
 @pytest.fixture
@@ -74,20 +118,23 @@ async def test_every_token_gets_one_correct_line_under_faults(
     )
     before = faulty_sim.stats()["by_action"].get("GetSdkVerificationResult", 0)
     sink = JsonlSink(str(out))
+    started = time.time()
     engine = await run_job(settings, read_tokens(str(tokens_file)), sink)
+    finished = time.time()
     sink.close()
 
     lines = _lines(out)
     by_token = {line["token"]: line for line in lines}
     assert len(lines) == len(by_token) == 151
     assert set(by_token) == {*tokens, "bad\x01token"}
-    assert by_token["bad\x01token"]["status"] == "invalid_token"
-    assert by_token["bad\x01token"]["final"] is False  # decided by the input (SPEC §2)
+    bad = by_token["bad\x01token"]
+    assert (bad["status"], bad["attempts"], bad["response"]) == ("invalid_token", 0, None)
+    assert bad["final"] is False  # decided by the input (SPEC §2)
+    assert bad["error"]["code"] == "InvalidInput"
     for token in tokens:
-        line = by_token[token]
-        assert line["final"] is True, line
-        assert line["status"] == ("passed" if line["result"] == "0" else "failed")
-        assert line["response"]["Extra"] == ""
+        _check_against_the_simulator(faulty_sim, by_token[token], started, finished)
+    # Both outcomes occurred, so the comparison covered passes and failures.
+    assert {by_token[t]["status"] for t in tokens} == {"passed", "failed"}
     stats = faulty_sim.stats()
     assert stats["signature_failures"] == 0
     assert stats["max_in_window"] <= SIM_RATE
@@ -113,14 +160,20 @@ async def test_a_stricter_server_quota_slows_the_poller_down(tmp_path: Path) -> 
             endpoint=sim.endpoint, credentials=DEMO, rate=120.0, concurrency=16, max_attempts=10
         )
         sink = JsonlSink(str(out))
+        started = time.time()
         engine = await run_job(settings, read_tokens(str(tokens_file)), sink)
+        finished = time.time()
         sink.close()
-        assert sim.stats()["throttled"] > 0
-    assert engine.pacer.slowdowns >= 1
-    assert engine.pacer.rate < settings.pacing_rate
-    lines = _lines(out)
-    assert len(lines) == 80
-    assert all(line["final"] for line in lines)
+        stats = sim.stats()
+        assert stats["throttled"] > 0
+        assert engine.pacer.slowdowns >= 1
+        assert engine.pacer.rate < settings.pacing_rate
+        lines = _lines(out)
+        assert sorted(line["token"] for line in lines) == sorted(tokens)
+        for line in lines:
+            _check_against_the_simulator(sim, line, started, finished)
+    # Throttled requests count as attempts too: the server saw exactly what the lines say.
+    assert stats["by_action"]["GetSdkVerificationResult"] == sum(r["attempts"] for r in lines)
 
 
 async def test_cli_subprocess_against_the_simulator(tmp_path: Path) -> None:
@@ -150,10 +203,17 @@ async def test_cli_subprocess_against_the_simulator(tmp_path: Path) -> None:
             env=env,
             stderr=asyncio.subprocess.PIPE,
         )
+        started = time.time()
         _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
-    text = stderr.decode()
-    assert proc.returncode == 0, text
+        finished = time.time()
+        text = stderr.decode()
+        assert proc.returncode == 0, text
+        lines = _lines(out)
+        assert sorted(line["token"] for line in lines) == sorted(tokens)
+        for line in lines:
+            _check_against_the_simulator(sim, line, started, finished)
+        sent = sim.stats()["by_action"]["GetSdkVerificationResult"]
+    assert sent == sum(line["attempts"] for line in lines)
     assert "summary: 30 tokens" in text
     assert DEMO_SECRET_KEY not in text
-    assert len(_lines(out)) == 30
     assert os.stat(out).st_mode & 0o777 == 0o600

@@ -20,7 +20,19 @@ from poller.pacing import RetryBudget
 from poller.records import JsonlSink
 from poller.settings import Settings
 from poller.tokens import BadEntry, InputItem, TokenEntry
-from tests.helpers import URL, ScriptedServer, Step, api_error, make_settings, ok
+from tests.helpers import (
+    SECRET_ID,
+    SECRET_KEY,
+    URL,
+    ScriptedServer,
+    Step,
+    api_error,
+    make_settings,
+    ok,
+    run_virtual,
+)
+from tests.sdk_signer import assert_sdk_signed
+from tests.simulator_support import T0, FakeClock
 
 
 @dataclass
@@ -258,13 +270,41 @@ async def test_pending_result_is_not_final(tmp_path: Path, session: aiohttp.Clie
 
 
 async def test_every_request_is_signed_afresh(
-    tmp_path: Path, session: aiohttp.ClientSession
+    tmp_path: Path, session: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
-    h = await run_engine(tmp_path, session, {"tok": [api_error("InternalError"), ok()]})
-    assert len(h.server.headers) == 2
-    for headers in h.server.headers:
-        assert headers["X-TC-Action"] == "GetSdkVerificationResult"
-        assert headers["Authorization"].startswith("TC3-HMAC-SHA256 Credential=AKIDtest")
+    """A retry is a new request: a new X-TC-Timestamp and a new signature over it (SPEC §1.1)."""
+
+    class Recording(ScriptedServer):
+        """Records each request's body too, and lets 90 s pass after each answer (a backoff)."""
+
+        def __init__(self, scripts: dict[str, list[Step]]) -> None:
+            super().__init__(scripts)
+            self.bodies: list[bytes] = []
+
+        def __call__(self, url: Any, **kwargs: Any) -> CallbackResult:
+            self.bodies.append(kwargs["data"])
+            result = super().__call__(url, **kwargs)
+            clock.advance(90)
+            return result
+
+    settings = make_settings()
+    server = Recording({"tok": [api_error("InternalError"), ok()]})
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    engine = Engine(settings, FaceIdClient(session, settings, clock=clock), sink)
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        await engine.run(iter([TokenEntry("tok", 1, None)]))
+    sink.close()
+
+    first, retry = server.headers
+    assert first["X-TC-Action"] == retry["X-TC-Action"] == "GetSdkVerificationResult"
+    assert server.bodies[0] == server.bodies[1] == b'{"SdkToken":"tok"}'
+    assert int(first["X-TC-Timestamp"]) == int(T0)
+    assert int(retry["X-TC-Timestamp"]) == int(T0) + 90  # the clock when the retry left
+    assert first["Authorization"] != retry["Authorization"]
+    # Each Authorization is the official SDK's signature for its own timestamp and body.
+    for headers, body in zip(server.headers, server.bodies, strict=True):
+        assert_sdk_signed(headers, body, secret_id=SECRET_ID, secret_key=SECRET_KEY)
 
 
 async def test_pending_token_is_rechecked_until_it_settles(
@@ -279,16 +319,37 @@ async def test_pending_token_is_rechecked_until_it_settles(
     assert h.engine.stats.exit_status() == 0
 
 
-async def test_pending_past_the_wait_gets_a_pending_line(
-    tmp_path: Path, session: aiohttp.ClientSession
-) -> None:
+def test_pending_past_the_wait_gets_a_pending_line(tmp_path: Path) -> None:
+    """On virtual time (`run_virtual`): the re-checks fall due at exact loop instants, so a
+    loaded machine can neither add nor lose a look."""
     settings = make_settings(recheck_after=0.02, max_pending_wait=0.05)
-    h = await run_engine(tmp_path, session, {"stuck": [ok("17")]}, settings=settings)
-    line = h.by_token()["stuck"]
+    asked_at: list[float] = []
+
+    class Timed(ScriptedServer):
+        def __call__(self, url: Any, **kwargs: Any) -> CallbackResult:
+            asked_at.append(asyncio.get_running_loop().time())
+            return super().__call__(url, **kwargs)
+
+    server = Timed({"stuck": [ok("17")]})
+
+    async def main() -> Engine:
+        async with aiohttp.ClientSession() as session:
+            sink = JsonlSink(str(tmp_path / "out.jsonl"))
+            engine = Engine(settings, FaceIdClient(session, settings), sink)
+            with aioresponses() as mocked:
+                mocked.post(URL, callback=server, repeat=True)
+                await engine.run(iter([TokenEntry("stuck", 1, None)]))
+            sink.close()
+            return engine
+
+    engine = run_virtual(main)
+    (line,) = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert (line["status"], line["final"], line["result"]) == ("pending", False, "17")
     # Asked at 0, 0.02 and 0.04 s; a fourth look at 0.06 s would pass the 0.05 s wait.
-    assert line["attempts"] == h.server.calls["stuck"] == 3
-    assert h.engine.stats.exit_status() == 1
+    assert line["attempts"] == server.calls["stuck"] == 3
+    assert [round(t - asked_at[0], 6) for t in asked_at] == [0.0, 0.02, 0.04]
+    assert engine.stats.rechecks == 2
+    assert engine.stats.exit_status() == 1
 
 
 async def test_tokens_past_the_72h_window_are_expired_without_a_call(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from poller.errors import ErrorClass, classify, is_retryable
+from poller.errors import ErrorClass, classify
 
 ROWS = [
     ("RequestLimitExceeded", ErrorClass.THROTTLE),
@@ -50,19 +50,3 @@ ROWS = [
 @pytest.mark.parametrize(("code", "expected"), ROWS)
 def test_classification_row(code: str, expected: ErrorClass) -> None:
     assert classify(code) is expected
-
-
-@pytest.mark.parametrize(
-    ("klass", "retry"),
-    [
-        (ErrorClass.THROTTLE, True),
-        (ErrorClass.TRANSIENT, True),
-        (ErrorClass.CLOCK, True),
-        (ErrorClass.EXPIRED, False),
-        (ErrorClass.INVALID_TOKEN, False),
-        (ErrorClass.FATAL, False),
-        (ErrorClass.OTHER, False),
-    ],
-)
-def test_retryable_families(klass: ErrorClass, retry: bool) -> None:
-    assert is_retryable(klass) is retry

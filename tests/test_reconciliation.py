@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller.simulator import RunningSimulator, SimulatorConfig, running_simulator
 from poller.simulator.app import SIMULATOR_KEY
-from tests.e2e import mint, records, run_poller
+from tests.e2e import mint, records, run_poller, start_poller
 
 RESULT = "GetSdkVerificationResult"
 
@@ -28,22 +30,49 @@ def _queries(sim: RunningSimulator) -> int:
     return int(sim.stats()["by_action"].get(RESULT, 0))
 
 
+async def _until(condition: Callable[[], bool], proc: asyncio.subprocess.Process) -> None:
+    """Wait for a condition on the in-process simulator, in bounded polls (no wall-clock bet)."""
+    for _ in range(4000):  # 4000 polls of 10 ms: far beyond any start-up, yet bounded
+        if condition():
+            return
+        if proc.returncode is not None:
+            raise AssertionError(f"the poller exited ({proc.returncode}) before the condition")
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never came true")
+
+
 async def test_pending_tokens_are_rechecked_until_they_settle(tmp_path: Path) -> None:
-    config = SimulatorConfig(rate=400, pending_share=1.0, pending_seconds=1.5, seed=4)
+    # Pending for an hour of the simulator's token clock: nothing settles until the test says
+    # so, however long the poller takes to start.
+    config = SimulatorConfig(rate=400, pending_share=1.0, pending_seconds=3600, seed=4)
     async with running_simulator(config) as sim:
         tokens = await mint(sim, 20)
         src = _write(tmp_path / "t.txt", "\n".join(tokens) + "\n")
         out = tmp_path / "out.jsonl"
-        code, _, err = await _poller(
-            sim, "--tokens", str(src), "--output", str(out), "--rate", "400",
-            "--recheck-after", "0.2", "--max-pending-wait", "10",
+        proc = await start_poller(
+            "run", "--endpoint", sim.endpoint, "--tokens", str(src), "--output", str(out),
+            "--rate", "400", "--recheck-after", "0.2", "--max-pending-wait", "600",
+            stdout=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
-    assert code == 0, err
+        try:
+            # Every token has been asked once and answered pending (-999) ...
+            await _until(lambda: sim.stats()["queries_by_token_count"].get("0", 0) == 0, proc)
+            assert sim.stats()["by_outcome"].get("pending", 0) >= 20
+            # ... then an hour passes for the service: every user has finished.
+            state = sim.app[SIMULATOR_KEY]
+            state.config = dataclasses.replace(state.config, clock_offset=3601.0)
+            _, stderr = await asyncio.wait_for(proc.communicate(), timeout=60)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    err = stderr.decode(errors="replace")
+    assert proc.returncode == 0, err
     lines = records(out)
-    assert len(lines) == 20
+    assert sorted(r["token"] for r in lines) == sorted(tokens)
     assert [r for r in lines if not r["final"] or r["status"] not in ("passed", "failed")] == []
-    # Pending at first (unless the poller took over 1.5 s to start), then asked again.
-    assert sum(r["attempts"] >= 2 for r in lines) >= 10
+    # Pending at first, then asked again: every token, whenever the poller started.
+    assert all(r["attempts"] >= 2 for r in lines)
     assert "pending re-checks 0" not in err
 
 

@@ -22,7 +22,7 @@ from tencentcloud.common.http.request import RequestInternal
 from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.common.sign import Sign
-from tencentcloud.faceid.v20180301 import faceid_client, models
+from tencentcloud.faceid.v20180301 import faceid_client, faceid_client_async, models
 
 from poller.signing import sign
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, SimulatorConfig, running_simulator
@@ -170,9 +170,6 @@ async def test_the_sdk_sees_an_unknown_token_as_illegal() -> None:
 
 
 async def test_the_async_sdk_client_posting_to_slash_query() -> None:
-    pytest.importorskip("httpx", reason="the SDK's async client needs httpx, not installed here")
-    from tencentcloud.faceid.v20180301 import faceid_client_async
-
     profile = ClientProfile(httpProfile=HttpProfile(protocol="http"))
     async with running_simulator(SimulatorConfig(pending_share=0.0)) as sim:
         profile.httpProfile.endpoint = f"127.0.0.1:{sim.port}"

@@ -35,6 +35,11 @@ class TokenStore:
             self._queries[token] += 1
         return plan
 
+    def plan(self, token: str) -> TokenPlan | None:
+        """What the simulator decided for a minted token, read-only: unlike `get`, looking does
+        not count as a query. For tests that check each line against the simulator's decision."""
+        return self._plans.get(token)
+
     def __len__(self) -> int:
         return len(self._plans)
 
