@@ -216,16 +216,25 @@ def _is_resumable(output: str) -> bool:
 
 
 def _start_fresh(output: str, force: bool) -> None:
+    """Empty the output for --fresh. Runs before any request, so a failure is the user's to
+    fix (a read-only file system, a file busy or locked elsewhere): one sentence, exit 2."""
     try:
         size = os.path.getsize(output)
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise UserError(f"cannot use output {output}: {exc.strerror or exc}.") from None
     if size and not force:
         raise UserError(
             f"{output} already holds results and --fresh would throw them away; add --force "
             "to start over, or leave out --fresh to resume."
         )
-    os.truncate(output, 0)
+    try:
+        os.truncate(output, 0)
+    except OSError as exc:
+        raise UserError(
+            f"--fresh cannot empty {output}: {exc.strerror or exc}; nothing was queried."
+        ) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
