@@ -229,7 +229,9 @@ def read_tokens(
 ) -> Iterator[InputItem]:
     """Yield every token of the input, in order, as TokenEntry or BadEntry.
 
-    ``path`` "-" reads ``stdin`` (default ``sys.stdin.buffer``), which is never closed here. The
+    ``path`` "-" reads ``stdin`` (default ``sys.stdin.buffer``), which is never closed here. A
+    path that is not a regular file (a FIFO, /dev/stdin, /dev/fd/N from ``<(...)``) is opened
+    once and read like "-": its format is sniffed unless ``fmt`` or the extension names one. The
     input streams: one physical line is in memory at a time, bounded by ``MAX_LINE_BYTES``.
     Duplicates are yielded every time: de-duplication belongs to the engine. Raises
     ``InputError`` from the first ``next()``, before any item, for every open or format problem.
