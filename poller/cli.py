@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import math
@@ -13,7 +14,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from poller.engine import RunStats, format_summary
@@ -23,7 +24,14 @@ from poller.records import JsonlSink
 from poller.resume import OutputLock, ResumeError, load_resume_state
 from poller.runner import run_job
 from poller.settings import ConfigError, build_settings
-from poller.tokens import Format, InputError, InputItem, estimate_entries, read_tokens
+from poller.tokens import (
+    Format,
+    InputError,
+    InputItem,
+    estimate_entries,
+    is_regular_file,
+    read_tokens,
+)
 from poller.triage import Triage
 
 log = logging.getLogger("poller")
@@ -208,16 +216,25 @@ def _is_resumable(output: str) -> bool:
 
 
 def _start_fresh(output: str, force: bool) -> None:
+    """Empty the output for --fresh. Runs before any request, so a failure is the user's to
+    fix (a read-only file system, a file busy or locked elsewhere): one sentence, exit 2."""
     try:
         size = os.path.getsize(output)
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise UserError(f"cannot use output {output}: {exc.strerror or exc}.") from None
     if size and not force:
         raise UserError(
             f"{output} already holds results and --fresh would throw them away; add --force "
             "to start over, or leave out --fresh to resume."
         )
-    os.truncate(output, 0)
+    try:
+        os.truncate(output, 0)
+    except OSError as exc:
+        raise UserError(
+            f"--fresh cannot empty {output}: {exc.strerror or exc}; nothing was queried."
+        ) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -237,6 +254,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     input_format = cast(Format | None, settings.input_format or None)
     items = _open_input(args.tokens, input_format)
+    # The bar's total comes from a second read of the input, so only where a second read
+    # cannot take tokens away from the run: a regular file. Anything else has no total.
+    count_entries: Callable[[], int | None] | None = None
+    if is_regular_file(args.tokens):
+        count_entries = functools.partial(estimate_entries, args.tokens, input_format)
     resumable = _is_resumable(args.output)
     if args.dry_run:
         state = None
@@ -274,7 +296,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 handle_signals=True,
                 progress=not args.quiet,
                 progress_interval=args.progress_interval,
-                count_entries=lambda: estimate_entries(args.tokens, input_format),
+                count_entries=count_entries,
                 metrics_file=args.metrics_file,
             )
         )

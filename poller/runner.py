@@ -87,7 +87,9 @@ async def _show_progress(
     count_entries: Callable[[], int | None] | None,
 ) -> None:
     # Counting the input's entries (for the bar's total and ETA) runs in a thread while the
-    # run starts: the first request does not wait for a scan of a million-line file.
+    # run starts: the first request does not wait for a scan of a million-line file. It reads
+    # the input a second time, so the caller passes it only for a regular file: on a pipe it
+    # would steal tokens from the run (issue 9).
     total = await run_in_daemon_thread(count_entries) if count_entries else None
     progress = Progress(engine.stats, engine.pacer, total=total, interval=interval)
     out.append(progress)

@@ -21,6 +21,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ __all__ = [
     "TokenEntry",
     "check_token",
     "detect_format",
+    "estimate_entries",
+    "is_regular_file",
     "parse_issued_at",
     "read_tokens",
 ]
@@ -226,7 +229,9 @@ def read_tokens(
 ) -> Iterator[InputItem]:
     """Yield every token of the input, in order, as TokenEntry or BadEntry.
 
-    ``path`` "-" reads ``stdin`` (default ``sys.stdin.buffer``), which is never closed here. The
+    ``path`` "-" reads ``stdin`` (default ``sys.stdin.buffer``), which is never closed here. A
+    path that is not a regular file (a FIFO, /dev/stdin, /dev/fd/N from ``<(...)``) is opened
+    once and read like "-": its format is sniffed unless ``fmt`` or the extension names one. The
     input streams: one physical line is in memory at a time, bounded by ``MAX_LINE_BYTES``.
     Duplicates are yielded every time: de-duplication belongs to the engine. Raises
     ``InputError`` from the first ``next()``, before any item, for every open or format problem.
@@ -256,7 +261,32 @@ def read_tokens(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise InputError(f"cannot open token file {path!r}: {reason}") from None
     with handle:
-        yield from _read_stream(handle, repr(path), chosen, sniff=False)
+        if _is_regular(handle):
+            yield from _read_stream(handle, repr(path), chosen, sniff=False)
+        else:
+            # A pipe, FIFO or terminal (/dev/stdin, /dev/fd/63 from `<(...)`) is read exactly
+            # like "-": streamed, its format sniffed unless given or named by an extension.
+            sniff = fmt is None and detect_format(path, None) == "text"
+            yield from _read_stream(handle, repr(path), chosen, sniff=sniff)
+
+
+def _is_regular(handle: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def is_regular_file(path: str) -> bool:
+    """True only for a path naming a regular file (symlinks followed): the only kind of input
+    that can be read twice. A pipe, FIFO, /dev/stdin, /dev/fd/N or a terminal is consumed by
+    whoever reads it, so a second reader would steal tokens from the run."""
+    if path == "-":
+        return False
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):  # ValueError: a NUL byte in the path
+        return False
 
 
 def _read_stream(
@@ -618,10 +648,15 @@ _ENTRY_LINE = re.compile(rb"^[ \t\xef\xbb\xbf]*[^\s#]", re.MULTILINE)
 
 def estimate_entries(path: str, fmt: Format | None = None) -> int | None:
     """About how many entries a file holds (lines that are not blank or comments, less a CSV
-    header), for a progress bar's total and ETA; None for stdin or anything unreadable.
+    header), for a progress bar's total and ETA; None for stdin, anything that is not a regular
+    file, or anything unreadable.
+
+    It opens the path a second time, next to the run's own reader: harmless for a regular file,
+    but a pipe or FIFO would hand it tokens the run then never sees (issue 9), and opening a FIFO
+    could block. So it never opens anything but a regular file.
 
     A fast byte scan, not a parse: a quoted CSV field spanning lines counts twice."""
-    if path == "-":
+    if not is_regular_file(path):
         return None
     count = 0
     try:

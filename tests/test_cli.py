@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from aioresponses import aioresponses
 
+from poller import cli
 from poller.cli import main
+from poller.engine import RunStats
+from poller.pacing import Pacer
 from poller.settings import FIELD_NAMES, Settings
+from poller.tokens import InputItem
 from tests.helpers import SECRET_KEY, URL, ScriptedServer, api_error, ok
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -211,3 +219,79 @@ def test_report_and_simulate_are_reached_through_main(
         main(["simulate", "--help"])
     assert exc.value.code == 0
     assert "--any-token" in capsys.readouterr().out
+
+
+def _fifo_fed_with(path: Path, data: bytes) -> threading.Thread:
+    os.mkfifo(path)
+
+    def write() -> None:
+        with open(path, "wb") as fifo:  # waits for the poller to open it, as a producer would
+            fifo.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return writer
+
+
+class _Ran:
+    """What `cmd_run` handed to run_job, captured by a stand-in that reads every item."""
+
+    def __init__(self) -> None:
+        self.items: list[object] = []
+        self.total: int | None = None
+        self.counter_given = False
+
+
+def _capture_run_job(monkeypatch: pytest.MonkeyPatch) -> _Ran:
+    ran = _Ran()
+
+    async def fake_run_job(
+        settings: Settings, items: Iterator[InputItem], sink: object, **kwargs: Any
+    ) -> SimpleNamespace:
+        count = kwargs["count_entries"]
+        ran.counter_given = count is not None
+        ran.total = count() if count is not None else None
+        ran.items = list(items)
+        return SimpleNamespace(stats=RunStats(), pacer=Pacer(19.0))
+
+    monkeypatch.setattr(cli, "run_job", fake_run_job)
+    return ran
+
+
+def test_the_bar_total_is_counted_for_a_regular_file(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _capture_run_job(monkeypatch)
+    code = main(["run", "--tokens", _tokens(env, "a", "b", "c"), "--output", str(env / "o"), "-q"])
+    assert code == 0
+    assert ran.counter_given
+    assert ran.total == 3
+    assert len(ran.items) == 3
+
+
+def test_a_fifo_gets_no_second_reader_and_every_token_reaches_the_run(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _capture_run_job(monkeypatch)
+    # 120 KB: more than a pipe holds, so the producer is still writing when the run starts.
+    tokens = [f"token-{i:05d}-{'x' * 28}" for i in range(3000)]
+    fifo = env / "tokens"
+    writer = _fifo_fed_with(fifo, ("\n".join(tokens) + "\n").encode())
+    code = main(["run", "--tokens", str(fifo), "--output", str(env / "o"), "-q"])
+    writer.join(timeout=10)
+    assert code == 0
+    assert not ran.counter_given  # counting would have opened the FIFO a second time
+    assert [getattr(item, "token", None) for item in ran.items] == tokens
+
+
+def test_dry_run_reads_a_fifo_once_and_counts_every_entry(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = env / "tokens"
+    writer = _fifo_fed_with(fifo, b"".join(b"token-%05d\n" % i for i in range(2500)))
+    code = main(["run", "--tokens", str(fifo), "--output", str(env / "o"), "--dry-run"])
+    writer.join(timeout=10)
+    assert code == 0
+    text = capsys.readouterr().out
+    assert f"input {fifo}: 2500 entries read" in text
+    assert "to query" in text

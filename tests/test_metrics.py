@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poller.engine import RunStats
+from poller.engine import FatalRunError, RunStats
 from poller.metrics import MetricsWriter, render_metrics, write_metrics
 from poller.pacing import Pacer
 from tests.conftest import PollerLog
@@ -25,7 +25,7 @@ Sample = tuple[str, tuple[tuple[str, str], ...]]
 def busy_stats() -> RunStats:
     stats = RunStats()
     stats.by_status.update({"passed": 950, "failed": 230, "pending": 15, "error": 5})
-    stats.result_codes.update({"0": 950, "-1101": 200, "-1102": 30})
+    stats.result_codes.update({"0": 950, "2016": 200, "2013": 30})
     stats.not_final = 20
     stats.charges = 1180
     stats.requests = 1310
@@ -85,8 +85,8 @@ def test_every_value_equals_the_counters(tmp_path: Path) -> None:
         (P + "run_start_timestamp_seconds", ()): 1_790_000_000.0,
         (P + "last_success_timestamp_seconds", ()): 1_790_000_123.5,
         (P + "running", ()): 1,
-        (P + "result_codes", (("code", "-1101"),)): 200,
-        (P + "result_codes", (("code", "-1102"),)): 30,
+        (P + "result_codes", (("code", "2016"),)): 200,
+        (P + "result_codes", (("code", "2013"),)): 30,
         (P + "result_codes", (("code", "0"),)): 950,
     }
     assert values == expected
@@ -116,11 +116,14 @@ def test_before_the_first_answer_last_success_is_absent_not_nan() -> None:
     assert sum(1 for name, _ in values if name == P + "tokens") == 6
 
 
-def test_while_running_duration_counts_up_to_now() -> None:
+def test_while_running_duration_counts_up_to_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The run's clock is pinned 42.5 s after the start: the duration must be exactly that, not
+    # whatever the clock says when the test reads it back.
+    monkeypatch.setattr("poller.engine.time.time", lambda: 1_790_000_042.5)
     stats = RunStats()
-    stats.started = 1.0  # finished stays 0: still running
+    stats.started = 1_790_000_000.0  # finished stays 0: still running
     values = parse(render_metrics(stats, Pacer(19.0), running=True).decode())
-    assert values[(P + "run_duration_seconds", ())] == pytest.approx(stats.elapsed, abs=5.0)
+    assert values[(P + "run_duration_seconds", ())] == 42.5
 
 
 def test_replaced_atomically_and_no_temp_files_left(
@@ -176,6 +179,108 @@ def test_file_is_readable_by_the_collector_whatever_the_umask(tmp_path: Path) ->
     path = tmp_path / "faceid_poller.prom"
     write_metrics(str(path), busy_stats(), busy_pacer(), running=True)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_last_success_is_the_engines_stamp_not_derived_from_other_counters() -> None:
+    # A run that has only been throttled or refused: requests went out and lines were written,
+    # but no token settled passed/failed/pending, so the engine left last_success unset and the
+    # series must stay absent (a staleness alert then fires).
+    stats = RunStats()
+    stats.started = 1_790_000_000.0
+    stats.requests, stats.throttles, stats.retries = 300, 250, 50
+    stats.by_status["error"] = 50
+    stats.not_final = 50
+    names = {name for name, _ in parse(render_metrics(stats, Pacer(19.0), running=True).decode())}
+    assert P + "last_success_timestamp_seconds" not in names
+    stats.last_success = 1_790_000_007.25
+    values = parse(render_metrics(stats, Pacer(19.0), running=True).decode())
+    assert values[(P + "last_success_timestamp_seconds", ())] == 1_790_000_007.25
+
+
+def _codes(values: dict[Sample, float]) -> dict[str, float]:
+    return {dict(labels)["code"]: v for (n, labels), v in values.items() if n == P + "result_codes"}
+
+
+def test_undocumented_result_codes_are_counted_as_other() -> None:
+    stats = RunStats()
+    stats.result_codes.update({"0": 5, "2016": 2, "1201": 1, "-1101": 3, "99999": 4, "-999": 6})
+    stats.result_codes.update({f"x{i}": 1 for i in range(500)})  # a server gone haywire
+    stats.result_codes['bad"label\n'] = 2
+    values = parse(render_metrics(stats, Pacer(19.0), running=True).decode())
+    # "-999" is a default pending code: kept. Every other unknown code is one "other" series.
+    assert _codes(values) == {"0": 5, "2016": 2, "1201": 1, "-999": 6, "other": 3 + 4 + 500 + 2}
+
+
+def test_every_documented_code_keeps_its_label_and_other_is_absent_when_unused() -> None:
+    documented = [
+        *("0", "1001", "1002", "1004", "1005", "1201", "2004"),
+        *("2012", "2013", "2014", "2015", "2016", "2017"),
+    ]
+    stats = RunStats()
+    stats.result_codes.update({code: i + 1 for i, code in enumerate(documented)})
+    values = parse(render_metrics(stats, Pacer(19.0), running=True).decode())
+    assert _codes(values) == {code: i + 1 for i, code in enumerate(documented)}
+
+
+def test_configured_pending_codes_are_kept(tmp_path: Path) -> None:
+    stats = RunStats()
+    stats.result_codes.update({"0": 1, "-999": 2, "P7": 3})
+    path = tmp_path / "faceid_poller.prom"
+    writer = MetricsWriter(str(path), stats, Pacer(19.0), pending_codes=("P7",))
+    assert writer.write(running=True)
+    # The configured set replaces the default one: "-999" is no longer a pending code here.
+    assert _codes(parse(path.read_text())) == {"0": 1, "P7": 3, "other": 2}
+
+
+def _ended(
+    *,
+    not_final: int = 0,
+    fatal: FatalRunError | None = None,
+    stopped_by: str | None = None,
+    local_error: str | None = None,
+) -> RunStats:
+    stats = busy_stats()
+    stats.not_final = not_final
+    stats.fatal = fatal
+    stats.stopped_by = stopped_by
+    stats.local_error = local_error
+    return stats
+
+
+@pytest.mark.parametrize(
+    ("stats", "exit_status", "reason"),
+    [
+        (_ended(), 0, None),
+        (_ended(not_final=20), 1, None),
+        (_ended(fatal=FatalRunError("AuthFailure.SecretIdNotFound", "no such key")), 3, "fatal"),
+        (
+            _ended(fatal=FatalRunError("FailedOperation.New", "50 in a row", breaker=True)),
+            3,
+            "breaker",
+        ),
+        (_ended(local_error="cannot write the output: No space left on device"), 4, "local_error"),
+        (_ended(not_final=3, stopped_by="SIGINT"), 130, "signal"),
+        (_ended(stopped_by="SIGTERM"), 143, "signal"),
+    ],
+    ids=["all-final", "not-final", "fatal", "breaker", "local-error", "sigint", "sigterm"],
+)
+def test_final_write_says_how_the_run_ended(
+    tmp_path: Path, stats: RunStats, exit_status: int, reason: str | None
+) -> None:
+    path = tmp_path / "faceid_poller.prom"
+    writer = MetricsWriter(str(path), stats, busy_pacer())
+    assert writer.write(running=True)
+    running = {name for name, _ in parse(path.read_text())}
+    assert P + "exit_status" not in running  # not decided while the run goes on
+    assert P + "stopped" not in running
+    assert writer.final()
+    values = parse(path.read_text())
+    assert values[(P + "exit_status", ())] == exit_status
+    stopped = {dict(labels)["reason"]: v for (n, labels), v in values.items() if n == P + "stopped"}
+    assert stopped == {r: float(r == reason) for r in ("fatal", "breaker", "local_error", "signal")}
+    families = types_and_help(path.read_text())
+    assert families[P + "exit_status"][0] == "gauge"
+    assert families[P + "stopped"][0] == "gauge"
 
 
 def test_final_writes_running_zero(tmp_path: Path) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +102,74 @@ def test_fresh_refuses_to_clobber_without_force(
     assert code == 0
     assert sum(server.calls.values()) == 3
     assert len(_lines(tmp_path)) == 3
+
+
+def _one_error_sentence(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err
+    assert len(lines) == 1, err
+    assert lines[0].startswith("poller: error: ")
+    return lines[0]
+
+
+def test_fresh_that_cannot_empty_the_output_is_one_sentence_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run(tmp_path, {"a": [ok()], "b": [ok()], "c": [ok()]})
+    out = tmp_path / "out.jsonl"
+    before = out.read_bytes()
+    capsys.readouterr()
+    tried: list[str] = []
+
+    def read_only(path: str, length: int) -> None:
+        tried.append(path)
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+
+    monkeypatch.setattr(os, "truncate", read_only)
+    code, server = _run(tmp_path, {"a": [ok()]}, "--fresh", "--force")
+    assert code == 2
+    assert tried == [str(out)]  # the failure provoked is the one under test
+    assert not server.calls
+    assert out.read_bytes() == before
+    line = _one_error_sentence(capsys.readouterr().err)
+    assert line == (
+        f"poller: error: --fresh cannot empty {out}: Read-only file system; nothing was queried."
+    )
+
+
+def _writable(path: Path) -> bool:
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+    except OSError as exc:
+        if exc.errno != errno.ETXTBSY:
+            raise
+        return False
+    return True
+
+
+def test_fresh_on_a_running_executable_is_one_sentence_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A real failure that even root gets: truncate(2) on a program being executed is ETXTBSY.
+    sleeper = tmp_path / "out.jsonl"
+    shutil.copy2("/bin/sleep", sleeper)
+    before = sleeper.read_bytes()
+    proc = subprocess.Popen([str(sleeper), "60"])
+    try:
+        if _writable(sleeper):
+            pytest.skip("this kernel lets a running program's file be written (no ETXTBSY)")
+        code, server = _run(tmp_path, {"a": [ok()]}, "--fresh", "--force")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 2
+    assert not server.calls
+    assert sleeper.read_bytes() == before
+    line = _one_error_sentence(capsys.readouterr().err)
+    assert line == (
+        f"poller: error: --fresh cannot empty {sleeper}: {os.strerror(errno.ETXTBSY)}; "
+        "nothing was queried."
+    )
 
 
 def test_a_second_run_on_the_same_output_is_refused(

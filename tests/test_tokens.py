@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
 import sys
+import threading
 import tracemalloc
 import types
 import unicodedata
@@ -25,6 +27,8 @@ from poller.tokens import (
     TokenEntry,
     check_token,
     detect_format,
+    estimate_entries,
+    is_regular_file,
     parse_issued_at,
     read_tokens,
 )
@@ -716,3 +720,93 @@ def test_memory_stays_flat_on_a_large_file(
         tracemalloc.stop()
     assert seen == count
     assert peak < 512 * 1024, f"peak {peak} bytes for a {size}-byte file"
+
+
+# -- input that can be read only once (issue 9: piped input lost tokens) -------------------------
+
+
+def _feed_fifo(path: Path, data: bytes) -> threading.Thread:
+    def write() -> None:
+        with open(path, "wb") as fifo:  # waits for the reader, as a real producer would
+            fifo.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return writer
+
+
+def test_estimate_entries_counts_a_regular_file(tmp_path: Path) -> None:
+    text = tmp_path / "tokens.txt"
+    text.write_bytes(b"# export\n" + UUID.encode() + b"\n\n  \n" + ODD.encode() + b"\n")
+    assert estimate_entries(str(text)) == 2
+    table = tmp_path / "tokens.csv"
+    table.write_bytes(b"SdkToken,issued_at\n" + UUID.encode() + b",1704067200\n")
+    assert estimate_entries(str(table)) == 1  # the header is not an entry
+
+
+def test_estimate_entries_never_opens_a_fifo(tmp_path: Path) -> None:
+    # Opening a FIFO for reading blocks until a writer comes, and once one has, every byte the
+    # counter reads is a token the run never sees. So the counter must not open it at all.
+    fifo = tmp_path / "tokens"
+    os.mkfifo(fifo)
+    result: list[int | None] = []
+    counter = threading.Thread(target=lambda: result.append(estimate_entries(str(fifo))))
+    counter.daemon = True
+    counter.start()
+    counter.join(timeout=5)
+    if counter.is_alive():  # blocked in open(): let it go before failing
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert not counter.is_alive(), "estimate_entries opened the FIFO"
+    assert result == [None]
+
+
+def test_estimate_entries_is_none_for_stdin_and_devices(tmp_path: Path) -> None:
+    assert estimate_entries("-") is None
+    assert estimate_entries(os.devnull) is None
+    assert estimate_entries(str(tmp_path)) is None
+    assert estimate_entries(str(tmp_path / "missing.txt")) is None
+
+
+def test_is_regular_file(tmp_path: Path) -> None:
+    regular = tmp_path / "tokens.txt"
+    regular.write_text(UUID + "\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(regular)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert is_regular_file(str(regular))
+    assert is_regular_file(str(link))  # the file it names decides
+    for other in ("-", str(fifo), os.devnull, str(tmp_path), str(tmp_path / "no"), "a\0b"):
+        assert not is_regular_file(other), other
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"SdkToken,issued_at\n" + UUID.encode() + b",1704067200\n" + ODD.encode() + b",\n",
+        b'{"SdkToken": "' + UUID.encode() + b'", "issued_at": 1704067200}\n',
+        b"# tokens\n" + UUID.encode() + b"\n",
+    ],
+    ids=["csv", "jsonl", "text"],
+)
+def test_a_fifo_is_read_exactly_like_stdin(tmp_path: Path, data: bytes) -> None:
+    # `--tokens <(psql ...)` names /dev/fd/63: no extension, so the format is sniffed from the
+    # content exactly as on "-", instead of every CSV row becoming one "token".
+    fifo = tmp_path / "tokens"
+    os.mkfifo(fifo)
+    writer = _feed_fifo(fifo, data)
+    items = list(read_tokens(str(fifo)))
+    writer.join(timeout=5)
+    assert items == from_stdin(data)
+    assert items[0] == ok(UUID, items[0].line, T2024 if b"1704067200" in data else None)
+
+
+def test_a_fifo_with_an_explicit_format_is_not_sniffed(tmp_path: Path) -> None:
+    data = b"SdkToken\n" + UUID.encode() + b"\n"
+    fifo = tmp_path / "tokens"
+    os.mkfifo(fifo)
+    writer = _feed_fifo(fifo, data)
+    items = list(read_tokens(str(fifo), "text"))
+    writer.join(timeout=5)
+    assert [i.token for i in items] == ["SdkToken", UUID]
