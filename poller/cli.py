@@ -79,6 +79,18 @@ def _add_run_parser(sub: Any) -> None:
     p.add_argument(
         "--max-attempts", type=int, help="attempts per token, retries included (default 6)"
     )
+    p.add_argument(
+        "--max-throttled-attempts",
+        type=int,
+        help="throttled attempts per token (they spare --max-attempts and the retry budget; "
+        "default 30)",
+    )
+    p.add_argument(
+        "--breaker-threshold",
+        type=int,
+        help="stop the run (exit 3) after this many tokens in a row end with the same unknown "
+        "code or outlast their retries (default 50; 0 = off)",
+    )
     p.add_argument("--timeout", type=float, help="seconds per request (default 10)")
     p.add_argument(
         "--detail",
@@ -171,6 +183,8 @@ RUN_FLAGS = (
     "rate_margin",
     "concurrency",
     "max_attempts",
+    "max_throttled_attempts",
+    "breaker_threshold",
     "timeout",
     "detail",
     "input_format",
@@ -286,7 +300,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             sink = JsonlSink(args.output)
         except OSError as exc:
             raise UserError(f"cannot open output {args.output}: {exc.strerror}.") from None
-        stack.callback(sink.close)
+        close_errors: list[str] = []
+
+        def close_sink() -> None:
+            # The last flush and close can fail too (EIO on a network disk): one sentence.
+            try:
+                sink.close()
+            except OSError as exc:
+                close_errors.append(f"cannot finish writing the output: {exc.strerror or exc}")
+
+        stack.callback(close_sink)
         engine = asyncio.run(
             run_job(
                 settings,
@@ -301,9 +324,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         )
     stats: RunStats = engine.stats
+    if close_errors and stats.local_error is None:
+        stats.local_error = close_errors[0]
     if not args.quiet:
         print(format_summary(stats, engine.pacer), file=sys.stderr)
-    if stats.fatal is not None:
+    if stats.fatal is not None and stats.fatal.breaker:
+        print(
+            f"poller: error: the circuit breaker stopped the run: {stats.fatal.message}.",
+            file=sys.stderr,
+        )
+    elif stats.fatal is not None:
         print(
             f"poller: error: the run stopped on {stats.fatal.code}: {stats.fatal.message} "
             "(every other token would fail the same way).",
@@ -345,9 +375,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _exit(code: int) -> None:
     """Exit; with a reader thread still blocked on the input (a stop while stdin waits for
-    data), skip interpreter finalisation, which would deadlock on that thread's read lock."""
-    if any(t.name == "poller-reader" and t.is_alive() for t in threading.enumerate()):
-        sys.stdout.flush()
+    data) or a writer thread stuck on a reader that stopped reading (a hard stop), skip
+    interpreter finalisation, which would deadlock on that thread's I/O lock."""
+    alive = {t.name for t in threading.enumerate() if t.is_alive()}
+    if alive & {"poller-reader", "poller-writer"}:
+        if "poller-writer" not in alive:  # a stuck writer holds stdout's lock: leave it be
+            sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)

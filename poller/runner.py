@@ -131,7 +131,13 @@ async def run_job(
         if metrics_file:
             from poller.metrics import MetricsWriter  # prometheus_client: only when asked for
 
-            metrics = MetricsWriter(metrics_file, engine.stats, engine.pacer, metrics_interval)
+            metrics = MetricsWriter(
+                metrics_file,
+                engine.stats,
+                engine.pacer,
+                metrics_interval,
+                pending_codes=settings.pending_codes,
+            )
             side_tasks.append(loop.create_task(metrics.run()))
         bar: list[Progress] = []
         if progress:

@@ -295,3 +295,35 @@ def test_dry_run_reads_a_fifo_once_and_counts_every_entry(
     text = capsys.readouterr().out
     assert f"input {fifo}: 2500 entries read" in text
     assert "to query" in text
+
+
+def test_the_breaker_exits_3_in_one_sentence_naming_the_code_and_count(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = [f"t{n}" for n in range(20)]
+    server = ScriptedServer({t: [api_error("FailedOperation.Brand.New", "??")] for t in tokens})
+    out = env / "out.jsonl"
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        code = main(
+            [
+                "run",
+                "--tokens",
+                _tokens(env, *tokens),
+                "--output",
+                str(out),
+                "-q",
+                "--breaker-threshold",
+                "3",
+                "--concurrency",
+                "1",
+            ]
+        )
+    assert code == 3
+    err = capsys.readouterr().err
+    _assert_one_sentence(err)
+    assert "circuit breaker" in err
+    assert "3 tokens in a row" in err
+    assert "FailedOperation.Brand.New" in err
+    assert sum(server.calls.values()) == 3
+    assert len(out.read_text().splitlines()) == 3
