@@ -35,6 +35,10 @@ class TokenStore:
             self._queries[token] += 1
         return plan
 
+    def peek(self, token: str) -> TokenPlan | None:
+        """The plan of a minted token without counting a query (for tests judging answers)."""
+        return self._plans.get(token)
+
     def __len__(self) -> int:
         return len(self._plans)
 
