@@ -547,17 +547,13 @@ def _count_lines(path: Path) -> int:
 def _bytes_waiting(port: int) -> bool:
     """Whether any socket on the simulator's port (listening or accepted) holds unread data or
     connections not yet accepted (/proc/net/tcp's rx_queue)."""
-    suffix = f":{port:04X}"
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as fh:
-                next(fh)
-                for line in fh:
-                    parts = line.split()
-                    if parts[1].endswith(suffix) and int(parts[4].split(":")[1], 16):
-                        return True
-        except FileNotFoundError:
-            continue
+    local = f"0100007F:{port:04X}"  # 127.0.0.1, where the simulator listens
+    with open("/proc/net/tcp", encoding="ascii") as fh:
+        next(fh)
+        for line in fh:
+            parts = line.split()
+            if parts[1] == local and int(parts[4].split(":")[1], 16):
+                return True
     return False
 
 

@@ -21,16 +21,22 @@ command that replays it (timing makes a replay likely, not certain, to fail the 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import random
+import re
 from pathlib import Path
 
 import pytest
 
-from poller.simulator import running_simulator
+from poller.simulator import SimulatorConfig, running_simulator
 from poller.tokens import BadEntry, read_tokens
 from tests.model_support import (
+    ENV,
     MAX_RUNS,
+    POLLER,
+    RESULT_ACTION,
     Model,
     RunRecord,
     TokenInput,
@@ -122,3 +128,51 @@ def _assert_reads_back(data: TokenInput, path: Path, rng: random.Random) -> None
         assert item.token == (row.token or ""), (item, row)
         assert isinstance(item, BadEntry) == (row.bad is not None), (item, row)
     assert data.tokenless == sum(1 for item in items if not item.token)
+
+
+BREAKER_THRESHOLD = 50  # SPEC §2's default
+
+
+async def test_an_unlisted_code_on_every_token_trips_the_breaker(tmp_path: Path) -> None:
+    """SPEC §2's circuit breaker, end to end: when Tencent starts answering every token with a
+    code the table does not know, the run stops like a fatal error (exit 3) after about
+    `breaker_threshold` tokens, names the code and the count, and writes nothing final."""
+    concurrency = 8
+    config = SimulatorConfig(
+        rate=80, pending_share=0.0, unknown_code_share=1.0, request_log_size=10_000, seed=9
+    )
+    async with running_simulator(config) as sim:
+        tokens = sim.mint(150)
+        path = tmp_path / "tokens.txt"
+        path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+        out = tmp_path / "out.jsonl"
+        argv = ["run", "--tokens", str(path), "--output", str(out), "--endpoint", sim.endpoint]
+        argv += ["--rate", "80", "--concurrency", str(concurrency)]
+        proc = await asyncio.create_subprocess_exec(
+            *POLLER,
+            *argv,
+            env=ENV,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        requests = sum(1 for r in sim.request_log() if r.action == RESULT_ACTION)
+    stderr = err.decode(errors="replace")
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    final = [line["token"] for line in lines if line["final"]]
+    assert not final, f"{len(final)} lines written final for an unlisted code"
+    assert {(line["status"], line["error"]["code"]) for line in lines} <= {
+        ("error", config.unknown_code)
+    }
+    assert requests == sum(line["attempts"] for line in lines)
+    assert proc.returncode == 3, f"exit {proc.returncode}; stderr: {stderr[-500:]}"
+    # One sentence names the code and the count.
+    count = re.compile(rf"\b{BREAKER_THRESHOLD}\b")
+    assert any(config.unknown_code in line and count.search(line) for line in stderr.splitlines())
+    # A systemic failure costs tens of requests, not the whole file.
+    assert BREAKER_THRESHOLD <= requests <= BREAKER_THRESHOLD + concurrency
