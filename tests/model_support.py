@@ -416,7 +416,7 @@ class Model:
         explicit = self.scenario.explicit_format
         fmt_flag = needs_flag or explicit[index % len(explicit)]
         content = data.render(random.Random(f"{self.scenario.seed}:{index}"))
-        log_start = self._log_total()
+        log_start = self.log_total()
         async with _launch(
             self.workdir, index, channel, stderr_kind, self._argv(index, fmt_flag), content, data
         ) as launched:
@@ -438,7 +438,7 @@ class Model:
         self.runs.append(record)
         return record
 
-    def _log_total(self) -> int:
+    def log_total(self) -> int:
         log = self.sim.request_log()
         return log[-1].seq + 1 if log else 0
 
@@ -474,21 +474,11 @@ class Model:
                 proc.kill()
                 record.delivered = stop.kind
             return
-        # Freeze, drain what was sent before the freeze, cut, signal, resume (module doc).
-        try:
-            proc.send_signal(signal.SIGSTOP)
-        except ProcessLookupError:
-            return
-        if not await _wait_stopped(proc):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGCONT)
-            return  # it ended on its own first
-        await self.drain()
-        record.cut_seq = self._log_total()
         signum = signal.SIGTERM if stop.kind == "SIGTERM" else signal.SIGINT
-        proc.send_signal(signum)
-        proc.send_signal(signal.SIGCONT)
-        record.resumed_at = time.monotonic()
+        cut = await signal_with_cut(proc, signum, self)
+        if cut is None:
+            return  # it ended on its own first
+        record.cut_seq, record.resumed_at = cut
         record.delivered = stop.kind
         if stop.kind == "SIGINT-twice":
             # The second one once the first was taken (it names itself on stderr): a hard stop.
@@ -511,10 +501,10 @@ class Model:
             if not _bytes_waiting(port):
                 break
             await asyncio.sleep(0.001)
-        last, stable = self._log_total(), 0
+        last, stable = self.log_total(), 0
         for _ in range(2000):  # bounded: loop turns, no timer
             await asyncio.sleep(0)
-            total = self._log_total()
+            total = self.log_total()
             stable = stable + 1 if total == last else 0
             last = total
             if stable >= 30:
@@ -555,6 +545,28 @@ def _bytes_waiting(port: int) -> bool:
             if parts[1] == local and int(parts[4].split(":")[1], 16):
                 return True
     return False
+
+
+async def signal_with_cut(
+    proc: asyncio.subprocess.Process, signum: int, model: Model
+) -> tuple[int, float] | None:
+    """Freeze the process, drain what it sent before, cut, signal, resume (module doc).
+
+    Returns (the first request-log seq after the signal, the monotonic time of the resume), or
+    None when the process ended before it could be frozen."""
+    try:
+        proc.send_signal(signal.SIGSTOP)
+    except ProcessLookupError:
+        return None
+    if not await _wait_stopped(proc):
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
+        return None
+    await model.drain()
+    cut = model.log_total()
+    proc.send_signal(signum)  # queued while frozen: met the moment it runs again
+    proc.send_signal(signal.SIGCONT)
+    return cut, time.monotonic()
 
 
 def _process_state(stat_path: str) -> str | None:

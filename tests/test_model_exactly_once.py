@@ -26,6 +26,7 @@ import json
 import os
 import random
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,7 @@ from tests.model_support import (
     check,
     draw_scenario,
     report,
+    signal_with_cut,
 )
 
 DEFAULT_RUNS = 12
@@ -176,3 +178,68 @@ async def test_an_unlisted_code_on_every_token_trips_the_breaker(tmp_path: Path)
     assert any(config.unknown_code in line and count.search(line) for line in stderr.splitlines())
     # A systemic failure costs tens of requests, not the whole file.
     assert BREAKER_THRESHOLD <= requests <= BREAKER_THRESHOLD + concurrency
+
+
+# A client of the simulator that stops sending the moment SIGINT arrives, or (with a number)
+# sends that many more requests first: the control group for invariant 3's measurement.
+_CLIENT = """
+import http.client, json, signal, sys, time
+from urllib.parse import urlsplit
+from poller.signing import sign
+from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY
+stopped = False
+def on_signal(*_):
+    global stopped
+    stopped = True
+signal.signal(signal.SIGINT, on_signal)
+endpoint, extra = sys.argv[1], int(sys.argv[2])
+host = urlsplit(endpoint).netloc
+conn = http.client.HTTPConnection(host)
+for i in range(100_000):
+    if stopped:
+        if extra == 0:
+            break
+        extra -= 1
+    body = json.dumps({"SdkToken": f"t{i}"}).encode()
+    ts = int(time.time())
+    signed = sign(secret_id=DEMO_SECRET_ID, secret_key=DEMO_SECRET_KEY, service="faceid",
+                  host=host, timestamp=ts, payload=body)
+    conn.request("POST", "/", body=body, headers={
+        "Authorization": signed.authorization, "Content-Type": "application/json",
+        "Host": host, "X-TC-Action": "GetSdkVerificationResult", "X-TC-Version": "2018-03-01",
+        "X-TC-Timestamp": str(ts), "X-TC-Region": "ap-singapore"})
+    conn.getresponse().read()
+    time.sleep(0.005)  # a paced client, as the poller is
+"""
+
+
+@pytest.mark.parametrize(("trial", "extra"), [(1, 0), (2, 0), (3, 0), (4, 3)])
+async def test_the_stop_cut_counts_exactly_the_requests_sent_after_the_signal(
+    tmp_path: Path, trial: int, extra: int
+) -> None:
+    """Invariant 3's measurement itself: a client that stops at once shows no request after the
+    cut, and one that sends `extra` more shows exactly those."""
+    script = tmp_path / "client.py"
+    script.write_text(_CLIENT, encoding="utf-8")
+    config = SimulatorConfig(any_token=True, rate=1000, latency_ms=4, request_log_size=10_000)
+    async with running_simulator(config) as sim:
+        model = Model(draw_scenario(0), sim, tmp_path)
+        proc = await asyncio.create_subprocess_exec(
+            POLLER[0], str(script), sim.endpoint, str(extra), env=ENV
+        )
+        try:
+            target = random.Random(trial).randint(5, 40)
+            for _ in range(2000):  # bounded: choosing the moment, at most 2000 polls of 5 ms
+                if len(sim.request_log()) >= target or proc.returncode is not None:
+                    break
+                await asyncio.sleep(0.005)
+            cut = await signal_with_cut(proc, signal.SIGINT, model)
+            assert cut is not None
+            await asyncio.wait_for(proc.wait(), 10)
+            await model.drain()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        after = [r for r in sim.request_log() if r.seq >= cut[0]]
+    assert len(after) == extra, [(r.seq, r.arrived - cut[1]) for r in after]
