@@ -392,7 +392,8 @@ def make_app(
         simulator.stats.enter(simulator.clock())
         logged: LoggedRequest | None = None
         try:
-            logged = await simulator.log_arrival(request)
+            if simulator.request_log is not None:  # off by default: not even an await then
+                logged = await simulator.log_arrival(request)
             return await simulator.handle(request)
         finally:
             simulator.stats.leave()
