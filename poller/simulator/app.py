@@ -1,4 +1,5 @@
-"""The aiohttp.web application: one POST endpoint that behaves like FaceID, plus `/__stats`.
+"""The aiohttp.web application: one POST endpoint that behaves like FaceID, plus `/__stats` (and
+`/__log`, the arrivals, when `request_log_size` > 0).
 
 Order of work per request mirrors a real gateway and SPEC §5: the bounded network leg, then the
 common checks (action, version, region, signature), then the quota window counts the arrival,
