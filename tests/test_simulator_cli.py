@@ -64,6 +64,27 @@ def test_every_flag_reaches_the_config() -> None:
     )
 
 
+def test_the_model_test_knobs_reach_the_config() -> None:
+    flags = (
+        "--unknown-code-share 0.25 --unknown-code FailedOperation.Brand.New "
+        "--throttle-share 0.1 --request-log-size 500"
+    )
+    config = config_from_args(_subcommand_args(flags.split(" ")), {})
+    assert config == SimulatorConfig(
+        unknown_code_share=0.25,
+        unknown_code="FailedOperation.Brand.New",
+        throttle_share=0.1,
+        request_log_size=500,
+    )
+    # Off by default: the simulator behaves as before unless asked.
+    defaults = config_from_args(_subcommand_args([]), {})
+    assert (defaults.unknown_code_share, defaults.throttle_share, defaults.request_log_size) == (
+        0.0,
+        0.0,
+        0,
+    )
+
+
 def test_credentials_come_from_flags_then_environment_then_the_demo_pair() -> None:
     env = {"TENCENTCLOUD_SECRET_ID": ENV_ID, "TENCENTCLOUD_SECRET_KEY": ENV_KEY}
     from_env = config_from_args(_subcommand_args([]), env)
@@ -83,6 +104,9 @@ def test_credentials_come_from_flags_then_environment_then_the_demo_pair() -> No
         (["--rate", "0"], "rate must be a number >= 1"),
         (["--port", "70000"], "port must be 0..65535"),
         (["--secret-id", "AKIDonly"], "give both a secret id and a secret key"),
+        (["--unknown-code-share", "2"], "unknown-code-share must be in 0..1"),
+        (["--throttle-share", "-1"], "throttle-share must be in 0..1"),
+        (["--request-log-size", "-5"], "request-log-size must be >= 0"),
     ],
 )
 def test_bad_values_are_one_sentence_and_exit_2(

@@ -6,14 +6,17 @@ poller's tests exercise the client against an independent server rather than aga
 
 from __future__ import annotations
 
-from .app import make_app
+from .app import Decision, make_app
 from .config import DEMO_SECRET_ID, DEMO_SECRET_KEY, SimulatorConfig
 from .mint import MintError, mint_tokens
+from .requestlog import LoggedRequest
 from .server import RunningSimulator, running_simulator
 
 __all__ = [
     "DEMO_SECRET_ID",
     "DEMO_SECRET_KEY",
+    "Decision",
+    "LoggedRequest",
     "MintError",
     "RunningSimulator",
     "SimulatorConfig",

@@ -1,4 +1,5 @@
-"""The aiohttp.web application: one POST endpoint that behaves like FaceID, plus `/__stats`.
+"""The aiohttp.web application: one POST endpoint that behaves like FaceID, plus `/__stats` (and
+`/__log`, the arrivals, when `request_log_size` > 0).
 
 Order of work per request mirrors a real gateway and SPEC §5: the bounded network leg, then the
 common checks (action, version, region, signature), then the quota window counts the arrival,
@@ -14,6 +15,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -21,8 +23,17 @@ from aiohttp import web
 from .auth import verify
 from .config import ACTION_APPLY, ACTION_RESULT, ACTIONS, API_VERSION, REGIONS, SimulatorConfig
 from .faults import FaultPlan
-from .outcomes import ParamError, parse_apply_params, plan_for_any_token, render_result
+from .outcomes import (
+    ApplyParams,
+    ParamError,
+    TokenPlan,
+    answers_unknown_code,
+    parse_apply_params,
+    plan_for_any_token,
+    render_result,
+)
 from .quota import Quota
+from .requestlog import LoggedRequest, RequestLog, token_of
 from .state import TokenStore
 from .stats import Stats
 
@@ -40,6 +51,21 @@ _HTML_503 = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the simulator answers for one token once it has settled (see `Simulator.decision`).
+
+    `status` is "passed" or "failed" (then `result` is the settled Result code), "unknown_code"
+    or "invalid_token" or "expired" (then `error_code` is the API error code answered);
+    `pending_until` is the token-clock time before which a query answers pending (None: never
+    pending)."""
+
+    status: str
+    result: str | None = None
+    error_code: str | None = None
+    pending_until: float | None = None
+
+
 class Simulator:
     """All mutable state of one running simulator; the handlers are its methods."""
 
@@ -53,6 +79,9 @@ class Simulator:
         # Separate seeded streams: adding a fault never changes which outcome a token gets.
         self.faults = FaultPlan(config, random.Random(f"faults:{config.seed}"))
         self._request_ids = random.Random(f"request-ids:{config.seed}")
+        # Drawn only when throttle_share > 0, so the knob off leaves every other draw alone.
+        self._throttles = random.Random(f"throttles:{config.seed}")
+        self.request_log = RequestLog(config.request_log_size) if config.request_log_size else None
 
     def token_now(self) -> float:
         """The clock for token age and pending: wall clock plus --clock-offset."""
@@ -93,6 +122,16 @@ class Simulator:
         if auth_error is not None:
             self.stats.signature_failures += 1
             return self.error(auth_error.code, auth_error.message, "auth_error")
+        if action == ACTION_RESULT and self._injected_throttle():
+            # Another client spent the quota: rejected before the window counts this request.
+            self.stats.throttled += 1
+            self.stats.injected_throttles += 1
+            return self.error(
+                "RequestLimitExceeded",
+                f"Your current request is over the limit of {self.config.capacity} requests "
+                f"per second for {action}.",
+                "throttled",
+            )
         if not self.quota.try_admit(action, self.clock()):
             self.stats.throttled += 1
             return self.error(
@@ -110,6 +149,44 @@ class Simulator:
         if post:
             await asyncio.sleep(post)
         return response
+
+    def _injected_throttle(self) -> bool:
+        share = self.config.throttle_share
+        return share > 0.0 and self._throttles.random() < share
+
+    def mint_local(self, params: ApplyParams | None = None) -> str:
+        """Mint a token without an HTTP round trip or quota (tests that need many, fast)."""
+        plan = self.store.mint(params or ApplyParams(), issued_at=self.clock())
+        self.stats.tokens_minted += 1
+        self.stats.by_outcome["minted"] += 1
+        return plan.token
+
+    def decision(self, token: str) -> Decision:
+        """What a query for `token` answers once settled, without counting it as a query.
+
+        Faults and throttles aside (they are per request, not per token). The same order of
+        checks as `_result_body`, so the two cannot disagree."""
+        if not token.strip():
+            return Decision("invalid_token", error_code="InvalidParameterValue")
+        if len(token) > MAX_TOKEN_LENGTH or any(ord(c) < 32 for c in token):
+            return Decision("invalid_token", error_code="InvalidParameterValue.BizTokenIllegal")
+        plan = self._plan(token, count=False)
+        if plan is None:
+            return Decision("invalid_token", error_code="InvalidParameterValue.BizTokenIllegal")
+        if answers_unknown_code(token, self.config):
+            return Decision("unknown_code", error_code=self.config.unknown_code)
+        if self.token_now() - plan.issued_at > self.config.token_ttl_seconds:
+            return Decision("expired", error_code="InvalidParameterValue.BizTokenExpired")
+        return Decision(
+            "passed" if plan.result == "0" else "failed",
+            result=plan.result,
+            pending_until=plan.issued_at + plan.pending_seconds if plan.pending_seconds else None,
+        )
+
+    def _plan(self, token: str, *, count: bool) -> TokenPlan | None:
+        if self.config.any_token:
+            return plan_for_any_token(token, self.config, issued_at=self.started_at)
+        return self.store.get(token) if count else self.store.plan(token)
 
     def _check_common(self, action: str, version: str | None, headers: Any) -> web.Response | None:
         if not action:
@@ -182,16 +259,21 @@ class Simulator:
                 _error_body("InvalidParameterValue.BizTokenIllegal", "Invalid SdkToken.", self),
                 "invalid_token",
             )
-        if self.config.any_token:
-            plan = plan_for_any_token(token, self.config, issued_at=self.started_at)
-        else:
-            found = self.store.get(token)
-            if found is None:
-                return (
-                    _error_body("InvalidParameterValue.BizTokenIllegal", "Invalid SdkToken.", self),
-                    "invalid_token",
-                )
-            plan = found
+        plan = self._plan(token, count=True)
+        if plan is None:
+            return (
+                _error_body("InvalidParameterValue.BizTokenIllegal", "Invalid SdkToken.", self),
+                "invalid_token",
+            )
+        if answers_unknown_code(token, self.config):
+            return (
+                _error_body(
+                    self.config.unknown_code,
+                    "The operation failed for a reason this client has not seen before.",
+                    self,
+                ),
+                "unknown_code",
+            )
         now = self.token_now()
         if now - plan.issued_at > self.config.token_ttl_seconds:
             return (
@@ -241,6 +323,22 @@ class Simulator:
 
     async def stats_handler(self, _request: web.Request) -> web.Response:
         return web.json_response(self.stats.snapshot(self.quota, self.store))
+
+    async def log_handler(self, _request: web.Request) -> web.Response:
+        if self.request_log is None:
+            return web.json_response(
+                {"error": "the request log is off; start the simulator with --request-log-size N"},
+                status=404,
+            )
+        return web.json_response(self.request_log.snapshot())
+
+    async def log_arrival(self, request: web.Request) -> LoggedRequest | None:
+        """Log the arrival now, then the token once the body is read (it is cached for handle)."""
+        if self.request_log is None:
+            return None
+        entry = self.request_log.arrive(request.headers.get("X-TC-Action", ""))
+        entry.token = token_of(await request.read())
+        return entry
 
     async def reset_stats_handler(self, _request: web.Request) -> web.Response:
         self.stats.reset()
@@ -293,13 +391,19 @@ def make_app(
 
     async def api(request: web.Request) -> web.StreamResponse:
         simulator.stats.enter(simulator.clock())
+        logged: LoggedRequest | None = None
         try:
+            if simulator.request_log is not None:  # off by default: not even an await then
+                logged = await simulator.log_arrival(request)
             return await simulator.handle(request)
         finally:
             simulator.stats.leave()
+            if logged is not None and simulator.request_log is not None:
+                simulator.request_log.answer(logged)
 
     # `POST /?` (the official async SDK) has path "/" and an empty query: the same route.
     app.router.add_post("/", api)
     app.router.add_get("/__stats", simulator.stats_handler)
     app.router.add_post("/__reset_stats", simulator.reset_stats_handler)
+    app.router.add_get("/__log", simulator.log_handler)
     return app

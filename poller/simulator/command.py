@@ -108,6 +108,30 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help=f"comma list of fault kinds (default all: {','.join(FAULT_KINDS)})",
     )
     add(
+        "--unknown-code-share",
+        type=number,
+        default=d.unknown_code_share,
+        help="share of tokens answered with --unknown-code instead of their result (default 0)",
+    )
+    add(
+        "--unknown-code",
+        default=d.unknown_code,
+        help=f"an API error code the poller's table does not list (default {d.unknown_code})",
+    )
+    add(
+        "--throttle-share",
+        type=number,
+        default=d.throttle_share,
+        help="share of result queries answered RequestLimitExceeded, as if another client "
+        "spent the quota (default 0)",
+    )
+    add(
+        "--request-log-size",
+        type=integer,
+        default=d.request_log_size,
+        help="keep the last N request arrivals (time, action, token) for GET /__log (default 0)",
+    )
+    add(
         "--stall-seconds",
         type=number,
         default=d.stall_seconds,
@@ -140,6 +164,10 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Si
         fault_rate=args.fault_rate,
         faults=tuple(args.faults),
         stall_seconds=args.stall_seconds,
+        unknown_code_share=args.unknown_code_share,
+        unknown_code=args.unknown_code,
+        throttle_share=args.throttle_share,
+        request_log_size=args.request_log_size,
     )
 
 

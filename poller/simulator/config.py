@@ -24,6 +24,9 @@ ACTIONS = (ACTION_RESULT, ACTION_APPLY)
 
 FAULT_KINDS = ("internal", "html502", "503", "truncated", "reset", "stall")
 
+# An error code missing from SPEC §2's table: what Tencent might start answering one day.
+UNKNOWN_CODE = "FailedOperation.SomethingNew"
+
 # A token can be queried for 3 days after it was issued (SPEC §1).
 TOKEN_TTL_SECONDS = 72 * 3600.0
 # The real service accepts a timestamp within 5 minutes of its clock (SPEC §1.1 step 5).
@@ -67,6 +70,18 @@ class SimulatorConfig:
     # How long a stopping server waits for in-flight (e.g. stalled) requests before cancelling.
     shutdown_timeout: float = 1.0
     extra_credentials: tuple[tuple[str, str], ...] = field(default=())
+    # This share of tokens (chosen by a hash of seed and token, so the same tokens on every
+    # request and every restart) is answered with `unknown_code`, an API error code SPEC §2's
+    # table does not list, instead of its result: how a client meets a code Tencent adds.
+    unknown_code_share: float = 0.0
+    unknown_code: str = UNKNOWN_CODE
+    # This share of GetSdkVerificationResult requests is answered RequestLimitExceeded before the
+    # quota window counts them, as when another client of the account spends the quota.
+    throttle_share: float = 0.0
+    # Keep the last N API request arrivals (monotonic time, action, SdkToken) for `GET /__log`
+    # and `RunningSimulator.request_log()`; 0 keeps none. A test holds them against the
+    # moment it sent a signal (time.monotonic() is one clock for every process on the host).
+    request_log_size: int = 0
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}")
@@ -76,7 +91,13 @@ class SimulatorConfig:
             math.isfinite(self.rate) and self.rate >= 1,
             f"rate must be a number >= 1 request per second, got {self.rate}",
         )
-        for name in ("pass_share", "pending_share", "fault_rate"):
+        for name in (
+            "pass_share",
+            "pending_share",
+            "fault_rate",
+            "unknown_code_share",
+            "throttle_share",
+        ):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"{name.replace('_', '-')} must be in 0..1, got {value}")
         for name in ("pending_seconds", "token_ttl_seconds", "latency_ms", "stall_seconds"):
@@ -94,6 +115,14 @@ class SimulatorConfig:
             f"unknown fault kind(s) {', '.join(unknown)}; choose from {', '.join(FAULT_KINDS)}",
         )
         _check(bool(self.faults), f"faults must name at least one of {', '.join(FAULT_KINDS)}")
+        _check(
+            bool(self.unknown_code.strip()) and not any(ord(c) < 32 for c in self.unknown_code),
+            "unknown-code must be a non-empty code without control characters",
+        )
+        _check(
+            self.request_log_size >= 0,
+            f"request-log-size must be >= 0, got {self.request_log_size}",
+        )
 
     @property
     def capacity(self) -> int:

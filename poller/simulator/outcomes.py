@@ -152,6 +152,16 @@ def plan_for_any_token(token: str, config: SimulatorConfig, *, issued_at: float)
     return draw_plan(rng, config, token=token, params=ApplyParams(), issued_at=issued_at)
 
 
+def answers_unknown_code(token: str, config: SimulatorConfig) -> bool:
+    """Whether `token` is answered with `config.unknown_code`: a hash of seed and token picks
+    `unknown_code_share` of all tokens, independent of every seeded stream (so turning the knob
+    on changes no token's drawn outcome, no fault and no latency)."""
+    if config.unknown_code_share <= 0.0:
+        return False
+    digest = hashlib.sha256(f"unknown-code:{config.seed}\0{token}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64 < config.unknown_code_share
+
+
 def new_token(rng: random.Random) -> str:
     """Token strings vary in shape (SPEC §1.5): UUIDs and the 8-5-6-4-12 official example."""
     shape = rng.random()

@@ -10,8 +10,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .app import SIMULATOR_KEY, make_app
+from .app import SIMULATOR_KEY, Decision, make_app
 from .config import SimulatorConfig
+from .requestlog import LoggedRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,22 @@ class RunningSimulator:
         """The same document as `GET /__stats`, read in-process (no HTTP round trip)."""
         simulator = self.app[SIMULATOR_KEY]
         return simulator.stats.snapshot(simulator.quota, simulator.store)
+
+    def request_log(self) -> list[LoggedRequest]:
+        """The kept arrivals, oldest first (`request_log_size` > 0; else a ValueError)."""
+        log = self.app[SIMULATOR_KEY].request_log
+        if log is None:
+            raise ValueError("the request log is off: set SimulatorConfig.request_log_size")
+        return log.entries()
+
+    def mint(self, n: int) -> list[str]:
+        """Mint `n` tokens in-process: no HTTP, no quota spent (tests that need them fast)."""
+        simulator = self.app[SIMULATOR_KEY]
+        return [simulator.mint_local() for _ in range(n)]
+
+    def decision(self, token: str) -> Decision:
+        """What the simulator answers for `token` once settled; not counted as a query."""
+        return self.app[SIMULATOR_KEY].decision(token)
 
 
 @asynccontextmanager

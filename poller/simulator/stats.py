@@ -18,6 +18,7 @@ class Stats:
         "by_outcome",
         "first_request_at",
         "in_flight",
+        "injected_throttles",
         "last_request_at",
         "max_in_flight",
         "requests",
@@ -32,6 +33,7 @@ class Stats:
         self.in_flight = 0
         self.requests = 0
         self.throttled = 0
+        self.injected_throttles = 0  # of `throttled`: answered by throttle_share, not the window
         self.signature_failures = 0
         self.max_in_flight = 0
         self.tokens_minted = 0
@@ -57,6 +59,7 @@ class Stats:
             "by_action": dict(self.by_action),
             "by_outcome": dict(self.by_outcome),
             "throttled": self.throttled,
+            "injected_throttles": self.injected_throttles,
             "signature_failures": self.signature_failures,
             # The number the poller's end-to-end tests hold against the quota.
             "max_in_window": quota.max_in_window(ACTION_RESULT),
@@ -78,6 +81,7 @@ class Stats:
         self.by_action.clear()
         self.by_outcome.clear()
         self.throttled = 0
+        self.injected_throttles = 0
         self.signature_failures = 0
         self.max_in_flight = self.in_flight
         self.tokens_minted = 0
