@@ -109,7 +109,10 @@ async def run_job(
     metrics_file: str | None = None,
     metrics_interval: float = 15.0,
 ) -> Engine:
-    """Run one batch. Progress and metrics are side tasks that only read the counters."""
+    """Run one batch. Progress and metrics are side tasks that only read the counters.
+
+    With `handle_signals`, SIGINT/SIGTERM stop the run gracefully (a second one at once); a
+    run stopped by one leaves both ignored on return, for a caller that is about to exit."""
     connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=ssl_context(settings))
     proxy, proxy_auth = proxy_for(settings.endpoint)
     async with aiohttp.ClientSession(
@@ -158,4 +161,10 @@ async def run_job(
             if handle_signals:
                 for signum in SIGNALS:
                     loop.remove_signal_handler(signum)
+                    if engine.stats.stopped_by is not None:
+                        # Already stopping on a signal: a repeat while the process exits
+                        # changes nothing, and must not kill it mid-exit (Python resets
+                        # SIGINT to the default action during finalisation), so the exit
+                        # status stays 130/143.
+                        signal.signal(signum, signal.SIG_IGN)
     return engine
