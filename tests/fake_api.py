@@ -9,10 +9,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict, deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from poller.client import FaceIdClient, Reply, TransportFault, parse_reply
+from poller.engine import Engine
+from poller.pacing import RetryBudget
+from poller.records import JsonlSink
+from poller.settings import Settings
+from poller.tokens import TokenEntry
+from tests.helpers import run_virtual
 
 
 @dataclass(frozen=True)
@@ -63,3 +71,33 @@ class FakeClient(FaceIdClient):
 
     def __repr__(self) -> str:
         return f"<FakeClient calls={self.calls}>"
+
+
+def run_engine_virtual(
+    tmp_path: Path,
+    settings: Settings,
+    client: FakeClient,
+    tokens: list[str],
+    *,
+    budget: RetryBudget | None = None,
+    during: Callable[[Engine], Coroutine[Any, Any, None]] | None = None,
+) -> tuple[Engine, list[dict[str, Any]], float]:
+    """Run the engine over `tokens` on the virtual-time loop, with `during(engine)` beside it
+    (to stop it, say); returns the engine, the output lines and the loop time it ended."""
+    out = tmp_path / "out.jsonl"
+
+    async def main() -> tuple[Engine, float]:
+        sink = JsonlSink(str(out))
+        engine = Engine(settings, client, sink, budget=budget)
+        side = asyncio.create_task(during(engine)) if during is not None else None
+        try:
+            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])
+        finally:
+            sink.close()
+        if side is not None:
+            await side
+        return engine, asyncio.get_running_loop().time()
+
+    engine, ended = run_virtual(main)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    return engine, lines, ended

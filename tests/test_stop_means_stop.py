@@ -7,24 +7,17 @@ Runs the engine on the virtual-time loop with a scripted client, so "on the wire
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from poller.client import TransportFault
 from poller.engine import Engine
-from poller.records import JsonlSink
 from poller.runner import _Stopper
 from poller.settings import Settings
-from poller.tokens import TokenEntry
 from poller.workqueue import Job, WorkQueue
-from tests.fake_api import FakeClient, Slow
+from tests.fake_api import FakeClient, Slow, run_engine_virtual
 from tests.helpers import make_settings, ok, run_virtual
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _run(
@@ -34,23 +27,7 @@ def _run(
     tokens: list[str],
     during: Callable[[Engine], Coroutine[Any, Any, None]],
 ) -> tuple[Engine, list[dict[str, Any]], float]:
-    """Run the engine over `tokens` while `during(engine)` runs beside it; returns the engine,
-    the lines and the loop time the run ended."""
-    out = tmp_path / "out.jsonl"
-
-    async def main() -> tuple[Engine, float]:
-        sink = JsonlSink(str(out))
-        engine = Engine(settings, client, sink)
-        side = asyncio.create_task(during(engine))
-        try:
-            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])
-        finally:
-            sink.close()
-        await side
-        return engine, asyncio.get_running_loop().time()
-
-    engine, ended = run_virtual(main)
-    return engine, _lines(out), ended
+    return run_engine_virtual(tmp_path, settings, client, tokens, during=during)
 
 
 def _stop_at(at: float, reason: str = "SIGTERM") -> Callable[[Engine], Coroutine[Any, Any, None]]:

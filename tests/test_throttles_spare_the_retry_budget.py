@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,7 @@ from poller.errors import ErrorClass
 from poller.pacing import RetryBudget
 from poller.records import JsonlSink
 from poller.settings import Settings
-from poller.tokens import TokenEntry
-from tests.fake_api import FakeClient, FakeStep
+from tests.fake_api import FakeClient, FakeStep, run_engine_virtual
 from tests.helpers import api_error, make_settings, ok, run_virtual
 
 THROTTLE = api_error("RequestLimitExceeded", "over the limit")
@@ -25,20 +23,10 @@ THROTTLE = api_error("RequestLimitExceeded", "over the limit")
 def _run(
     tmp_path: Path, settings: Settings, scripts: dict[str, list[FakeStep]], budget: float = 200.0
 ) -> tuple[Engine, FakeClient, dict[str, dict[str, Any]]]:
-    out = tmp_path / "out.jsonl"
     client = FakeClient(scripts)
-
-    async def main() -> Engine:
-        sink = JsonlSink(str(out))
-        engine = Engine(settings, client, sink, budget=RetryBudget(budget, 0.0))
-        try:
-            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(scripts, 1)])
-        finally:
-            sink.close()
-        return engine
-
-    engine = run_virtual(main)
-    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    engine, lines, _ = run_engine_virtual(
+        tmp_path, settings, client, list(scripts), budget=RetryBudget(budget, 0.0)
+    )
     return engine, client, {line["token"]: line for line in lines}
 
 

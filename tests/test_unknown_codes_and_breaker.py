@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +10,9 @@ import pytest
 from poller.breaker import Breaker
 from poller.client import TransportFault
 from poller.engine import Engine
-from poller.records import JsonlSink
 from poller.settings import Settings
-from poller.tokens import TokenEntry
-from tests.fake_api import FakeClient, FakeStep
-from tests.helpers import api_error, make_settings, ok, run_virtual
+from tests.fake_api import FakeClient, FakeStep, run_engine_virtual
+from tests.helpers import api_error, make_settings, ok
 
 NEW_CODE = "FailedOperation.SomethingNew"
 
@@ -23,20 +20,9 @@ NEW_CODE = "FailedOperation.SomethingNew"
 def _run(
     tmp_path: Path, settings: Settings, scripts: dict[str, list[FakeStep]], tokens: list[str]
 ) -> tuple[Engine, FakeClient, list[dict[str, Any]]]:
-    out = tmp_path / "out.jsonl"
     client = FakeClient(scripts)
-
-    async def main() -> Engine:
-        sink = JsonlSink(str(out))
-        engine = Engine(settings, client, sink)
-        try:
-            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])
-        finally:
-            sink.close()
-        return engine
-
-    engine = run_virtual(main)
-    return engine, client, [json.loads(x) for x in out.read_text().splitlines()]
+    engine, lines, _ = run_engine_virtual(tmp_path, settings, client, tokens)
+    return engine, client, lines
 
 
 def test_an_unknown_code_is_error_not_final_and_the_run_exits_1(tmp_path: Path) -> None:
