@@ -295,12 +295,20 @@ def _read_stream(
     # read1 returns what is available (at most one raw read): a slow producer piping tokens into
     # stdin is not held up until 8 KiB have arrived; for a regular file it returns the full window.
     read_head = getattr(stream, "read1", None)
+    read = read_head if callable(read_head) else stream.read
     try:
-        head = read_head(_SNIFF_BYTES) if callable(read_head) else stream.read(_SNIFF_BYTES)
+        head = read(_SNIFF_BYTES)
+        if not isinstance(head, bytes):  # a text-mode stream passed by mistake
+            raise InputError(f"{name} must be opened in binary mode")
+        # The format is sniffed from the first non-blank line, so read until it is whole: a
+        # pipe may deliver a blank line, or half a CSV header, in its first chunk.
+        while sniff and head and len(head) < _SNIFF_BYTES and not _holds_first_line(head):
+            more = read(_SNIFF_BYTES - len(head))
+            if not more:
+                break
+            head += more
     except OSError as exc:
         raise InputError(f"cannot read {name}: {exc.strerror or exc}") from None
-    if not isinstance(head, bytes):  # a text-mode stream passed by mistake
-        raise InputError(f"{name} must be opened in binary mode")
     problem = _binary_problem(head)
     if problem is not None:
         hint = "; decompress it first" if name.rstrip("'\"").endswith((".gz", ".zip")) else ""
@@ -338,6 +346,14 @@ def _binary_problem(head: bytes) -> str | None:
             "give a text, CSV or JSON Lines file of tokens"
         )
     return None
+
+
+_FIRST_LINE = re.compile(rb"\S[^\n]*\n")
+
+
+def _holds_first_line(head: bytes) -> bool:
+    """Whether `head` holds a whole non-blank line (what `_sniff` looks at)."""
+    return _FIRST_LINE.search(head.removeprefix(b"\xef\xbb\xbf")) is not None
 
 
 def _sniff(head: bytes) -> Format:

@@ -810,3 +810,41 @@ def test_a_fifo_with_an_explicit_format_is_not_sniffed(tmp_path: Path) -> None:
     items = list(read_tokens(str(fifo), "text"))
     writer.join(timeout=5)
     assert [i.token for i in items] == ["SdkToken", UUID]
+
+
+class _Chunked(io.RawIOBase):
+    """A pipe that delivers its bytes in the given chunks, one per read (like a slow export)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = list(chunks)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if not self._chunks:
+            return 0
+        chunk = self._chunks.pop(0)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "tokens"),
+    [
+        # A blank first chunk, then JSON Lines: sniffed as JSON Lines, not sent as raw text.
+        ([b"\n", b'{"token": "js-1"}\n{"token": "js-2"}\n'], ["js-1", "js-2"]),
+        # Half a CSV header in the first chunk: the header is not queried as a token.
+        ([b"SdkTo", b"ken\nct-1\nct-2\n"], ["ct-1", "ct-2"]),
+        ([b"  \r\n", b"\n", b"SdkToken,issued_at\n", b"a-1,\n"], ["a-1"]),
+        # Plain text stays text, however it trickles in.
+        ([b"tok", b"en-1\n", b"token-2\n"], ["token-1", "token-2"]),
+    ],
+)
+def test_a_pipe_is_sniffed_from_its_first_whole_line(
+    chunks: list[bytes], tokens: list[str]
+) -> None:
+    stream = io.BufferedReader(_Chunked(chunks), buffer_size=8192)
+    items = list(read_tokens("-", stdin=stream))
+    assert [item.token for item in items] == tokens
+    assert all(isinstance(item, TokenEntry) for item in items)
