@@ -6,6 +6,7 @@ whatever a crash leaves behind is a prefix of complete lines plus at most one to
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -166,7 +167,14 @@ class JsonlSink:
         """Write `count` encoded lines at once (the writer thread hands over what piled up)."""
         self._writing = True
         try:
-            self._fh.write(data)
+            # An unbuffered file may take only part of the bytes (a signal mid-write, a disk
+            # that just filled): write the rest, or the next lines would be glued to a torn one.
+            view = memoryview(data)
+            while view:
+                written = self._fh.write(view)
+                if not written:  # a blocking file never takes nothing; do not spin on it
+                    raise OSError(errno.EIO, "the output accepted no bytes")
+                view = view[written:]
             self._fh.flush()
         finally:
             self._writing = False

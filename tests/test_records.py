@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -399,3 +400,34 @@ def test_sink_dash_writes_to_stdout(capsysbinary: pytest.CaptureFixture[bytes]) 
     assert [json.loads(line)["token"] for line in out.splitlines()] == ["a", "b"]
     assert sink.lines_written == 2
     assert not os.path.exists("-")
+
+
+class _Trickle(io.RawIOBase):
+    """A file that takes at most 7 bytes a call, like a pipe write cut short by a signal."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        chunk = bytes(b[:7])
+        self.data += chunk
+        return len(chunk)
+
+
+def test_sink_finishes_short_writes_so_lines_never_merge(tmp_path: Path) -> None:
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    trickle = _Trickle()
+    real = sink._fh
+    sink._fh = trickle  # type: ignore[assignment]
+    try:
+        sink.write(_rec("a"))
+        sink.write_lines(encode_record(_rec("b")) + encode_record(_rec("c")), 2)
+    finally:
+        sink._fh = real
+        sink.close()
+    lines = bytes(trickle.data).splitlines()
+    assert [json.loads(line)["token"] for line in lines] == ["a", "b", "c"]
+    assert sink.lines_written == 3
