@@ -223,10 +223,11 @@ class Engine:
                     tg.create_task(self._work(), name=f"worker-{n}")
                     for n in range(self.settings.concurrency)
                 ]
-        except* (OutputError, InputError, OSError) as group:
-            # The output cannot be written (disk full, a closed pipe) or the input broke off
-            # mid-file: stop, keep what was written, and say so in one sentence.
+        except* (OutputError, OSError) as group:
+            # The output cannot be written (disk full, a closed pipe), or the system failed
+            # under us: every task is cancelled; keep what was written, say so in one sentence.
             self._record_local_error(group.exceptions[0])
+            self._stop.set()
         finally:
             self._group = None
             await self._close_output()
@@ -235,6 +236,15 @@ class Engine:
         return self.stats
 
     async def _produce(self, items: Iterable[InputItem]) -> None:
+        try:
+            await self._feed(items)
+        except InputError as exc:
+            # The input broke off mid-file: stop like a signal does (requests on the wire
+            # finish and are written), then exit 4 with one sentence.
+            self._record_local_error(exc)
+            self._halt()
+
+    async def _feed(self, items: Iterable[InputItem]) -> None:
         async for batch in _batches(items):
             for item in batch:
                 if self._stop.is_set:
@@ -298,7 +308,7 @@ class Engine:
         if self._stop.is_set:
             return
         self._stop.set()  # synchronous: the very next wait for a slot ends at once
-        if self._producer is not None:
+        if self._producer is not None and self._producer is not asyncio.current_task():
             self._producer.cancel()
         if self._group is not None:
             # A stop in the instant the group finishes finds it closed: nothing waits then.
@@ -337,7 +347,6 @@ class Engine:
     def _record_local_error(self, exc: BaseException) -> None:
         if self.stats.local_error is None:
             self.stats.local_error = _describe_local(exc)
-        self._stop.set()
 
     # -- one token ---------------------------------------------------------------------------
 

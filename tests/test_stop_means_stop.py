@@ -7,14 +7,18 @@ Runs the engine on the virtual-time loop with a scripted client, so "on the wire
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import json
+import threading
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 from poller.client import TransportFault
 from poller.engine import Engine
+from poller.records import JsonlSink
 from poller.runner import _Stopper
 from poller.settings import Settings
+from poller.tokens import InputError, InputItem, TokenEntry
 from poller.workqueue import Job, WorkQueue
 from tests.fake_api import FakeClient, Slow, run_engine_virtual
 from tests.helpers import make_settings, ok, run_virtual
@@ -141,3 +145,36 @@ def test_grace_period_ends_a_graceful_stop(tmp_path: Path) -> None:
     assert client.by_token.get("never", 0) == 0
     assert abs(ended - (1000.0 + 0.15 + 2.0)) < 0.01  # the grace timer, not the 60 s answer
     assert engine.stats.exit_status() == 130
+
+
+async def test_input_breaking_off_lets_the_requests_on_the_wire_finish(tmp_path: Path) -> None:
+    """The input failing mid-file stops the run like a signal: nothing more is sent, what is on
+    the wire is written, then exit 4 (it used to cancel everything: requests without lines)."""
+    settings = make_settings(rate=1000.0, rate_margin=0.0, concurrency=8)
+    client = FakeClient({}, default=Slow(0.2, ok()))
+    gate = threading.Event()
+
+    def items() -> Iterator[InputItem]:
+        for n in range(5):
+            yield TokenEntry(f"t{n}", n + 1, None)
+        gate.wait(5)  # the five requests are on the wire when the read fails
+        raise InputError("reading tokens.txt failed at line 6: Input/output error")
+
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    engine = Engine(settings, client, sink)
+
+    async def open_gate() -> None:
+        while client.on_wire < 5:  # noqa: ASYNC110 - choosing the moment, bounded by the timeout
+            await asyncio.sleep(0.005)
+        gate.set()
+
+    opener = asyncio.create_task(open_gate())
+    stats = await engine.run(items())
+    await opener
+    sink.close()
+    lines = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(line["token"] for line in lines) == [f"t{n}" for n in range(5)]
+    assert client.calls == 5
+    assert stats.exit_status() == 4
+    assert stats.local_error is not None
+    assert "line 6" in stats.local_error
