@@ -45,9 +45,13 @@ from poller.stopping import StopLatch, Stopped
 from poller.tokens import BadEntry, InputError, InputItem
 from poller.triage import Triage, Verdict
 from poller.workqueue import Job, WorkQueue
-from poller.writer import LineWriter, OutputError
+from poller.writer import LineOutput, LineWriter, OutputError
 
 log = logging.getLogger("poller")
+
+# After a hard stop, seconds the writer thread gets to write the lines it holds: enough for a
+# working disk or pipe, short enough that a stalled reader does not hold the exit up.
+ABORT_DRAIN = 1.0
 
 
 class FatalRunError(Exception):
@@ -98,6 +102,8 @@ class RunStats:
     fatal: FatalRunError | None = None
     stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
     local_error: str | None = None  # an output/input failure that stopped the run (exit 4)
+    cut_off: int = 0  # requests on the wire when a hard stop came (their tokens: not final)
+    unwritten: int = 0  # lines counted here that never reached the output (it failed/stalled)
 
     @property
     def tokens(self) -> int:
@@ -180,6 +186,7 @@ class Engine:
         budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.time,
         already_final: Callable[[str], bool] | None = None,
+        output: Callable[[JsonlSink], LineOutput] = LineWriter,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -205,16 +212,18 @@ class Engine:
         self._workers: list[asyncio.Task[None]] = []
         self._producer: asyncio.Task[None] | None = None
         self._group: asyncio.TaskGroup | None = None
-        self._writer: LineWriter | None = None
+        self._output = output
+        self._writer: LineOutput | None = None
         self._closing: asyncio.Task[None] | None = None
         self._aborted = False
+        self._on_wire = 0  # requests sent and not yet answered
 
     # -- the pipeline ------------------------------------------------------------------------
 
     async def run(self, items: Iterable[InputItem]) -> RunStats:
         """Drain `items` through the workers; returns the counters (fatal recorded in them)."""
         self.stats.started = self.clock()
-        self._writer = LineWriter(self.sink)
+        self._writer = self._output(self.sink)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._group = tg
@@ -320,29 +329,38 @@ class Engine:
             await self._emit_pending(job)
 
     def abort(self) -> None:
-        """Cancel the tokens in flight: they get no line, and the next run re-queries them."""
+        """Stop at once: requests on the wire are cut off (their tokens get lines that are not
+        final, and the next run asks them again); the output gets a short last chance."""
+        if self._on_wire:
+            log.warning(
+                "stopping now: %d request(s) on the wire cut off; their tokens are written "
+                "as not final and asked again by the next run",
+                self._on_wire,
+            )
         self._aborted = True
         self._stop.set()
         for task in self._workers:
             task.cancel()
         if self._producer is not None:
             self._producer.cancel()
-        if self._closing is not None:
+        if self._closing is not None and not self._closing.done():
+            # Already waiting for a stalled reader: give up on it now.
             self._closing.cancel()
 
     async def _close_output(self) -> None:
         """Wait for the writer thread to write out every line; a hard stop does not wait."""
         if self._writer is None:
             return
-        if self._aborted:
-            # A stalled reader must not hold up a hard stop: the daemon thread writes what it
-            # holds if it can, and the next run re-asks whatever never made it to the file.
-            self._writer.close_nowait()
-            return
-        self._closing = asyncio.ensure_future(self._writer.close())
+        # After a hard stop a stalled reader must not hold the exit up: the lines get a short
+        # last chance, and the next run re-asks whatever never made it to the file.
+        self._closing = asyncio.ensure_future(
+            self._writer.close(ABORT_DRAIN if self._aborted else None)
+        )
         await asyncio.wait([self._closing])
-        if not self._closing.cancelled() and (error := self._closing.exception()) is not None:
+        done = self._closing.done() and not self._closing.cancelled()
+        if done and (error := self._closing.exception()) is not None:
             self._record_local_error(error)
+        self.stats.unwritten = self._writer.queued - self._writer.written
 
     def _record_local_error(self, exc: BaseException) -> None:
         if self.stats.local_error is None:
@@ -436,6 +454,36 @@ class Engine:
             )
         await self._emit_pending(job)  # a re-check that never left: still pending
         return None
+
+    def _cut_off(self, job: Job, state: _TokenState) -> None:
+        """A hard stop cut this token's request off on the wire. It reached the server, so it
+        still gets a line (requests seen = sum of attempts): `pending` with its last answer if
+        this was a re-check, else `error`; neither is final, so the next run asks again."""
+        self.stats.cut_off += 1
+        if state.last_fault is None and job.last_response is not None:
+            status, error, response = Status.PENDING, None, job.last_response
+        else:
+            status, response = Status.ERROR, None
+            error = ErrorInfo(
+                "RunStopped",
+                "the run was stopped at once (a second signal, or the grace period ran out) "
+                "before the answer came; the next run asks again",
+            )
+        record = build_record(
+            token=job.token,
+            status=status,
+            final=False,
+            attempts=job.attempts,
+            checked_at=self.clock(),
+            response=response,
+            error=error,
+            detail=self.settings.detail,
+        )
+        assert self._writer is not None
+        # No waiting now: the line joins the buffer even when it is full (at most one per
+        # worker), and the bounded drain in `_close_output` writes it if the output works.
+        self._writer.write_nowait(record)
+        self.stats.count(record)
 
     async def _give_up(
         self, job: Job, state: _TokenState, fault: RetryableFault
@@ -547,11 +595,18 @@ class Engine:
         await self.pacer.acquire()  # raises Stopped once the run is stopping
         job.attempts += 1
         self.stats.requests += 1
+        self._on_wire += 1
         try:
             reply = await self.client.get_result(job.token)
         except TransportFault as fault:
             log.debug("token %s attempt %d: %s", job.token, job.attempts, fault)
             raise self._failed(state, ErrorClass.TRANSIENT, fault.code, fault.message) from None
+        except asyncio.CancelledError:
+            if self._aborted:
+                self._cut_off(job, state)
+            raise
+        finally:
+            self._on_wire -= 1
         if reply.error is None:
             self.pacer.on_success()
             self.budget.on_success()
@@ -668,4 +723,11 @@ def format_summary(stats: RunStats, pacer: Pacer) -> str:
     ]
     if stats.budget_denied:
         parts.append(f"retries refused by the retry budget {stats.budget_denied}")
+    if stats.cut_off:
+        parts.append(f"requests cut off on the wire by the hard stop {stats.cut_off}")
+    if stats.unwritten:
+        parts.append(
+            f"lines that never reached the output {stats.unwritten} (their tokens are asked "
+            "again next run)"
+        )
     return "summary: " + "; ".join(parts)

@@ -15,8 +15,9 @@ import contextlib
 import errno
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
+from poller.reader import run_in_daemon_thread
 from poller.records import JsonlSink, encode_record
 
 # Lines waiting for the thread at most; a full answer is ~2 KB, so this is ~0.5 MB.
@@ -38,6 +39,20 @@ class OutputError(Exception):
         return f"cannot write the output: {cause.strerror or cause}"
 
 
+class LineOutput(Protocol):
+    """Where the engine hands its lines: `LineWriter` in a run; an inline one in tests on
+    virtual time, where a thread's real-time progress and the loop's clock cannot be mixed."""
+
+    queued: int
+    written: int
+
+    async def write(self, record: Mapping[str, Any]) -> None: ...
+
+    def write_nowait(self, record: Mapping[str, Any]) -> None: ...
+
+    async def close(self, patience: float | None = None) -> None: ...
+
+
 class LineWriter:
     """Hands encoded lines to a daemon thread that writes them to a `JsonlSink`."""
 
@@ -51,7 +66,8 @@ class LineWriter:
         "_room",
         "_sink",
         "_thread",
-        "_written",
+        "queued",
+        "written",
     )
 
     def __init__(self, sink: JsonlSink) -> None:
@@ -64,7 +80,8 @@ class LineWriter:
         # Set by the thread (through the loop) whenever it takes lines out of the buffer.
         self._room = asyncio.Event()
         self._done = asyncio.Event()
-        self._written = 0
+        self.written = 0  # lines the thread has written
+        self.queued = 0  # lines handed over in all (written or not)
         self._thread = threading.Thread(target=self._run, name="poller-writer", daemon=True)
         self._thread.start()
 
@@ -75,21 +92,37 @@ class LineWriter:
             self._raise_if_failed()
             with self._cond:
                 if len(self._buffer) < BUFFER_LINES:
-                    wake = not self._buffer
-                    self._buffer.append(data)
-                    if wake:
-                        self._cond.notify()
+                    self._append(data)
                     return
                 self._room.clear()
             await self._room.wait()
 
-    async def close(self) -> None:
+    def write_nowait(self, record: Mapping[str, Any]) -> None:
+        """Queue one line at once, past the bound: for the few lines of a hard stop."""
+        data = encode_record(record)
+        with self._cond:
+            self._append(data)
+
+    def _append(self, data: bytes) -> None:
+        # Called with the lock held.
+        if not self._buffer:
+            self._cond.notify()
+        self._buffer.append(data)
+        self.queued += 1
+
+    async def close(self, patience: float | None = None) -> None:
         """Wait until every queued line is written (and synced), then stop the thread.
 
-        Raises the write error that stopped the thread, if any. Cancelling this (the hard
-        stop) leaves the daemon thread behind with whatever it could not write."""
+        With `patience`, wait at most that many seconds of real time (a hard stop must not wait
+        for a stalled reader; the daemon thread is then left behind). Raises the write error
+        that stopped the thread, if any."""
         self.close_nowait()
-        await self._done.wait()
+        if patience is None:
+            await self._done.wait()
+        else:
+            # Joined on a helper thread, not with a loop timer: the wait is for the writer
+            # thread's real progress, whatever clock the loop keeps.
+            await run_in_daemon_thread(lambda: self._thread.join(patience))
         self._raise_if_failed()
 
     def close_nowait(self) -> None:
@@ -124,7 +157,7 @@ class LineWriter:
                 except OSError as exc:
                     self._fail(exc)
                     return
-                self._written += len(batch)
+                self.written += len(batch)
             if last:
                 try:
                     self._sink.sync()
@@ -146,6 +179,6 @@ class LineWriter:
 
     def __repr__(self) -> str:
         return (
-            f"<LineWriter queued={len(self._buffer)}/{BUFFER_LINES} written={self._written} "
+            f"<LineWriter queued={len(self._buffer)}/{BUFFER_LINES} written={self.written} "
             f"closing={self._closing} failed={self._error is not None}>"
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,29 @@ class FakeClient(FaceIdClient):
         return f"<FakeClient calls={self.calls}>"
 
 
+class InlineOutput:
+    """`LineOutput` without the thread: each line is written at once, on the loop.
+
+    For tests on the virtual-time loop only: there, waiting for a real thread lets the loop
+    jump its clock to the next timer meanwhile, so stop and grace timings would be off."""
+
+    def __init__(self, sink: JsonlSink) -> None:
+        self.sink = sink
+        self.queued = 0
+        self.written = 0
+
+    async def write(self, record: Mapping[str, Any]) -> None:
+        self.write_nowait(record)
+
+    def write_nowait(self, record: Mapping[str, Any]) -> None:
+        self.queued += 1
+        self.sink.write(record)
+        self.written += 1
+
+    async def close(self, patience: float | None = None) -> None:
+        self.sink.sync()
+
+
 def run_engine_virtual(
     tmp_path: Path,
     settings: Settings,
@@ -88,7 +111,7 @@ def run_engine_virtual(
 
     async def main() -> tuple[Engine, float]:
         sink = JsonlSink(str(out))
-        engine = Engine(settings, client, sink, budget=budget)
+        engine = Engine(settings, client, sink, budget=budget, output=InlineOutput)
         side = asyncio.create_task(during(engine)) if during is not None else None
         try:
             await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 from poller.client import Reply
-from poller.engine import Engine
+from poller.engine import Engine, format_summary
 from poller.records import JsonlSink, Status, build_record
 from poller.runner import _Stopper
 from poller.tokens import TokenEntry
@@ -76,13 +76,19 @@ async def test_a_stalled_reader_does_not_stop_ctrl_c_from_stopping_the_run(
     settings = make_settings(rate=1e6, rate_margin=0.0, concurrency=8, grace_period=0.05)
     sink = StalledSink(str(tmp_path / "out.jsonl"), loop)
     client = FakeClient({}, default=ok())
-    engine = Engine(settings, client, sink)
+    writers: list[LineWriter] = []
+
+    def output(sink: JsonlSink) -> LineWriter:
+        writers.append(LineWriter(sink))
+        return writers[0]
+
+    engine = Engine(settings, client, sink, output=output)
     stopper = _Stopper(engine, settings.grace_period)
     tokens = [TokenEntry(f"t{n}", n, None) for n in range(5000)]
 
     async def stall_then_interrupt() -> int:
         await sink.entered.wait()
-        await _spin_until(lambda: engine._writer is not None and engine._writer.pending >= 256)
+        await _spin_until(lambda: bool(writers) and writers[0].pending >= 256)
         for _ in range(200):  # workers keep going only as far as the buffer lets them
             await asyncio.sleep(0)
         calls = client.calls
@@ -101,9 +107,11 @@ async def test_a_stalled_reader_does_not_stop_ctrl_c_from_stopping_the_run(
     assert client.calls == calls_at_stop  # nothing was sent after the stop
     assert engine.stats.exit_status() == 130
     assert ended - started < 10  # stopped by the grace timer, not by the reader coming back
+    # The summary says how many counted lines never reached the output.
+    assert engine.stats.unwritten >= BUFFER_LINES
+    assert "never reached the output" in format_summary(engine.stats, engine.pacer)
     sink.release.set()
-    assert engine._writer is not None
-    engine._writer._thread.join(timeout=10)
+    writers[0]._thread.join(timeout=10)
     sink.close()
 
 

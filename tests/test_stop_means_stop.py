@@ -126,7 +126,14 @@ def test_hard_stop_second_signal_aborts_requests_on_the_wire(tmp_path: Path) -> 
     engine, lines, ended = _run(tmp_path, settings, client, ["a", "b", "c", "d", "e"], during)
     stopper[0].close()
     assert client.calls == 3
-    assert lines == []  # cut off on the wire: no line; the next run asks them again
+    # Cut off on the wire, but they reached the server: a line each, not final (asked again).
+    assert sorted(line["token"] for line in lines) == ["a", "b", "c"]
+    assert all(
+        (line["status"], line["final"], line["attempts"], line["error"]["code"])
+        == ("error", False, 1, "RunStopped")
+        for line in lines
+    )
+    assert engine.stats.cut_off == 3
     assert ended - 1000.0 < 1.3
     assert engine.stats.exit_status() == 143
 
@@ -141,7 +148,7 @@ def test_grace_period_ends_a_graceful_stop(tmp_path: Path) -> None:
         stopper("SIGINT")
 
     engine, lines, ended = _run(tmp_path, settings, client, ["fast", "slow", "never"], during)
-    assert [line["token"] for line in lines] == ["fast"]
+    assert [(line["token"], line["final"]) for line in lines] == [("fast", True), ("slow", False)]
     assert client.by_token.get("never", 0) == 0
     assert abs(ended - (1000.0 + 0.15 + 2.0)) < 0.01  # the grace timer, not the 60 s answer
     assert engine.stats.exit_status() == 130
@@ -178,3 +185,19 @@ async def test_input_breaking_off_lets_the_requests_on_the_wire_finish(tmp_path:
     assert stats.exit_status() == 4
     assert stats.local_error is not None
     assert "line 6" in stats.local_error
+
+
+def test_a_recheck_cut_off_by_the_hard_stop_is_written_pending(tmp_path: Path) -> None:
+    settings = make_settings(recheck_after=1.0, max_pending_wait=600.0, grace_period=0.5)
+    client = FakeClient({"t": [ok("-999"), Slow(30.0, ok())]})
+
+    async def during(engine: Engine) -> None:
+        await asyncio.sleep(1.5)  # the re-check at 1.0 s is on the wire for 30 s
+        _Stopper(engine, settings.grace_period)("SIGTERM")
+
+    _engine, lines, ended = _run(tmp_path, settings, client, ["t"], during)
+    assert client.calls == 2
+    [line] = lines
+    assert (line["status"], line["final"], line["attempts"]) == ("pending", False, 2)
+    assert line["response"]["Result"] == "-999"  # its last answer
+    assert abs(ended - 1002.0) < 0.01  # 1.5 s + the 0.5 s grace period
