@@ -282,6 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_token_age=settings.max_token_age,
             clock=time.time,
             already_final=state.is_final if state else None,
+            expired_before=state.was_expired_locally if state else None,
         )
         plan = make_plan(items, triage)
         print(format_plan(plan, settings, tokens=args.tokens, output=args.output))
@@ -316,6 +317,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 items,
                 sink,
                 already_final=state.is_final if state else None,
+                expired_before=state.was_expired_locally if state else None,
                 handle_signals=True,
                 progress=not args.quiet,
                 progress_interval=args.progress_interval,

@@ -34,6 +34,7 @@ from poller.errors import ErrorClass, classify
 from poller.pacing import Pacer, RetryBudget
 from poller.reader import ThreadedReader
 from poller.records import (
+    LOCAL_EXPIRY_CODE,
     ErrorInfo,
     JsonlSink,
     Status,
@@ -186,6 +187,7 @@ class Engine:
         budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.time,
         already_final: Callable[[str], bool] | None = None,
+        expired_before: Callable[[str], bool] | None = None,
         output: Callable[[JsonlSink], LineOutput] = LineWriter,
     ) -> None:
         self.settings = settings
@@ -206,7 +208,10 @@ class Engine:
         )
         # Tokens that already have a final line in the output (resume) are skipped.
         self._triage = Triage(
-            max_token_age=settings.max_token_age, clock=clock, already_final=already_final
+            max_token_age=settings.max_token_age,
+            clock=clock,
+            already_final=already_final,
+            expired_before=expired_before,
         )
         self._queue = WorkQueue(settings.concurrency * 4)
         self._workers: list[asyncio.Task[None]] = []
@@ -283,7 +288,7 @@ class Engine:
             age = self._triage.age(item.issued_at) or 0.0
             self.stats.expired_local += 1
             error = ErrorInfo(
-                "TokenTooOld",
+                LOCAL_EXPIRY_CODE,
                 f"issued {age / 3600:.1f} h ago, past the "
                 f"{self.settings.max_token_age / 3600:g} h query window; not sent",
             )

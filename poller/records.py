@@ -40,6 +40,10 @@ class ErrorInfo:
     message: str
 
 
+# The error code of an `expired` line decided locally from `issued_at` (no request was made).
+# Such a line is final only while the input still says the token is too old (poller/resume.py).
+LOCAL_EXPIRY_CODE: Final = "TokenTooOld"
+
 KEYS: Final = (
     "token",
     "status",

@@ -25,7 +25,9 @@ import stat
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
+
+from poller.records import LOCAL_EXPIRY_CODE
 
 __all__ = [
     "LockedError",
@@ -64,6 +66,19 @@ _HEAD: Final = re.compile(
 _SECOND_HEAD: Final = b'{"token":"'
 
 
+_EXPIRED: Final = b'"expired","final":true,'
+_TOO_OLD: Final = b'"code":"' + LOCAL_EXPIRY_CODE.encode() + b'"'
+
+
+def _expired_locally(obj: dict[str, Any]) -> bool:
+    error = obj.get("error")
+    return (
+        obj.get("status") == "expired"
+        and isinstance(error, dict)
+        and error.get("code") == LOCAL_EXPIRY_CODE
+    )
+
+
 def token_key(token: str) -> int:
     """A 64-bit key for a token: a million keys take ~70 MB, against ~120 MB for UUID strings.
 
@@ -93,6 +108,9 @@ class ResumeState:
     ``len(final_keys)`` counts distinct tokens whose last line is final."""
 
     final_keys: set[int] = field(default_factory=set, repr=False)
+    # Tokens whose last line is `expired` decided locally from `issued_at` (TokenTooOld): final
+    # only while the input still says so, so a corrected export or max_token_age is asked.
+    expired_local_keys: set[int] = field(default_factory=set, repr=False)
     lines: int = 0  # complete lines read
     final: int = 0
     not_final: int = 0
@@ -104,6 +122,9 @@ class ResumeState:
 
     def is_final(self, token: str) -> bool:
         return token_key(token) in self.final_keys
+
+    def was_expired_locally(self, token: str) -> bool:
+        return token_key(token) in self.expired_local_keys
 
     def summary(self) -> str:
         """One line for the run log."""
@@ -175,6 +196,7 @@ class _Scanner:
         """
         st = self.state
         keys = st.final_keys
+        local = st.expired_local_keys
         match = _HEAD.match
         find = buf.find
         second_head = _SECOND_HEAD
@@ -201,10 +223,20 @@ class _Scanner:
                 key = hash(raw)  # == token_key(raw.decode()): ASCII is its own UTF-8
             if buf[m.end() - 5] == 0x74:  # `t` of `"final":true,` (`l` of `false,`)
                 final += 1
-                keys.add(key)
+                if buf.startswith(_EXPIRED, m.end() - len(_EXPIRED)) and (
+                    find(_TOO_OLD, m.end(), nl) >= 0
+                ):
+                    local.add(key)  # rare: expired lines are checked for their code only
+                    keys.discard(key)
+                else:
+                    keys.add(key)
+                    if local:
+                        local.discard(key)
             else:
                 not_final += 1
                 keys.discard(key)
+                if local:
+                    local.discard(key)
             pos = nl + 1
         st.fast_lines += final + not_final
         st.final += final
@@ -233,12 +265,19 @@ class _Scanner:
         final = obj.get("final") if isinstance(obj, dict) else None
         if not isinstance(token, str) or not isinstance(final, bool):
             self._unreadable(lineno)
+            return
+        key = token_key(token)
+        st.expired_local_keys.discard(key)
+        if final and _expired_locally(obj):
+            st.final += 1
+            st.final_keys.discard(key)
+            st.expired_local_keys.add(key)
         elif final:
             st.final += 1
-            st.final_keys.add(token_key(token))
+            st.final_keys.add(key)
         else:
             st.not_final += 1
-            st.final_keys.discard(token_key(token))
+            st.final_keys.discard(key)
 
     def _unreadable(self, lineno: int) -> None:
         st = self.state

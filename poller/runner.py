@@ -102,6 +102,7 @@ async def run_job(
     sink: JsonlSink,
     *,
     already_final: Callable[[str], bool] | None = None,
+    expired_before: Callable[[str], bool] | None = None,
     handle_signals: bool = False,
     progress: bool = False,
     progress_interval: float = 60.0,
@@ -123,6 +124,7 @@ async def run_job(
             FaceIdClient(session, settings),
             sink,
             already_final=already_final,
+            expired_before=expired_before,
         )
         loop = asyncio.get_running_loop()
         stopper = _Stopper(engine, settings.grace_period)

@@ -7,6 +7,7 @@ was fixed, the rerun over the same output skipped the token as "already final", 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,30 @@ def test_a_fixed_export_is_asked_again_after_a_bad_row(tmp_path: Path) -> None:
     assert server.calls["fixme"] == 1  # asked now, instead of skipped as "already final"
     last = [json.loads(x) for x in out.read_text().splitlines()][-1]
     assert (last["token"], last["status"], last["final"]) == ("fixme", "failed", True)
+
+
+def test_a_local_expiry_stands_while_the_input_agrees_and_yields_to_a_corrected_one(
+    tmp_path: Path,
+) -> None:
+    """An `expired` line decided from issued_at alone (no request) must not block the token when
+    the export (or max_token_age) was wrong: the corrected input gets it asked."""
+    export = tmp_path / "export.csv"
+    out = tmp_path / "out.jsonl"
+    now = time.time()
+    export.write_text(f"SdkToken,issued_at\nold,{now - 80 * 3600:.0f}\n")
+    server = ScriptedServer({"old": [ok()]})
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        assert main(["run", "--tokens", str(export), "--output", str(out), "-q"]) == 0
+        assert main(["run", "--tokens", str(export), "--output", str(out), "-q"]) == 0
+        # Same input: the expiry stands; no second line, no request.
+        lines = [json.loads(x) for x in out.read_text().splitlines()]
+        assert [(line["status"], line["error"]["code"]) for line in lines] == [
+            ("expired", "TokenTooOld")
+        ]
+        assert server.calls.get("old", 0) == 0
+        export.write_text(f"SdkToken,issued_at\nold,{now - 2 * 3600:.0f}\n")  # corrected
+        assert main(["run", "--tokens", str(export), "--output", str(out), "-q"]) == 0
+    assert server.calls["old"] == 1
+    last = json.loads(out.read_text().splitlines()[-1])
+    assert (last["token"], last["status"], last["final"]) == ("old", "passed", True)

@@ -471,3 +471,45 @@ def test_summary_reads_as_one_line(out: Path) -> None:
         "4 lines read: 2 final, 1 not final, 1 unreadable (line 4); tokens already final: 1"
         f"; torn last line of 3 bytes set aside to {out}.torn"
     )
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_local_expiry_is_remembered_apart_from_final_lines(tmp_path: Path, fast: bool) -> None:
+    local = build_record(
+        token="tok",
+        status=Status.EXPIRED,
+        final=True,
+        attempts=0,
+        checked_at=0.0,
+        error=ErrorInfo("TokenTooOld", "issued 80 h ago"),
+    )
+    api = build_record(
+        token="api",
+        status=Status.EXPIRED,
+        final=True,
+        attempts=1,
+        checked_at=0.0,
+        error=ErrorInfo("InvalidParameterValue.BizTokenExpired", "expired"),
+    )
+    data = encode_record(local) + encode_record(api)
+    if not fast:  # key order changed: the exact (json.loads) path reads these
+        data = b"".join(
+            json.dumps(dict(reversed(list(r.items())))).encode() + b"\n" for r in (local, api)
+        )
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(data)
+    state = load_resume_state(str(path))
+    assert state.was_expired_locally("tok")
+    assert not state.is_final("tok")
+    assert state.is_final("api")
+    assert not state.was_expired_locally("api")
+    # A later line for the token (it was asked after all) replaces the local expiry.
+    path.write_bytes(
+        data
+        + encode_record(
+            build_record(token="tok", status=Status.PASSED, final=True, attempts=1, checked_at=0.0)
+        )
+    )
+    state = load_resume_state(str(path))
+    assert state.is_final("tok")
+    assert not state.was_expired_locally("tok")
