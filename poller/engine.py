@@ -90,12 +90,12 @@ class RunStats:
     not_final: int = 0
     charges: int = 0
     requests: int = 0
-    retries: int = 0
+    retries: int = 0  # requests sent again after a failure (throttles are counted apart)
     throttles: int = 0
     duplicates: int = 0
     skipped_final: int = 0  # already final in the output file (resume)
     expired_local: int = 0  # older than max_token_age by their issued_at: never sent
-    rechecks: int = 0  # re-polls of pending tokens within the run
+    rechecks: int = 0  # re-polls of pending tokens sent within the run
     budget_denied: int = 0
     last_success: float | None = None  # wall-clock time of the last well-formed API answer
     started: float = 0.0
@@ -146,6 +146,9 @@ class _TokenState:
     throttled: int = 0  # of them, answered RequestLimitExceeded
     budget_denied: bool = False
     last_fault: RetryableFault | None = None  # why the latest attempt failed
+    # What the next request that really leaves counts as (counted when sent, not planned).
+    is_recheck: bool = False
+    is_retry: bool = False
 
 
 class _TokenStop(stop_base):
@@ -378,7 +381,7 @@ class Engine:
 
         Returns None when the token is pending and was scheduled for a re-check instead, or
         when a stop came before its first request left."""
-        state = _TokenState()
+        state = _TokenState(is_recheck=job.last_response is not None)
         try:
             try:
                 # Most tokens settle on their first attempt: they skip tenacity's machinery,
@@ -429,10 +432,7 @@ class Engine:
         job.last_response = reply.response
         # Refused once the run is stopping (the queue checks under its lock): then the token
         # is written `pending` by the caller instead of vanishing with the emptied heap.
-        if not await self._queue.schedule_recheck(job, wait):
-            return False
-        self.stats.rechecks += 1
-        return True
+        return await self._queue.schedule_recheck(job, wait)
 
     async def _emit_pending(self, job: Job) -> None:
         await self._emit(
@@ -561,7 +561,6 @@ class Engine:
             wait=self._wait,
             sleep=self._stop.sleep,
             retry=retry_if_exception_type(RetryableFault),
-            before_sleep=self._before_sleep,
             reraise=True,
         )
         replay = [first]
@@ -579,6 +578,9 @@ class Engine:
         sent once more at once, inside the attempt: only a rejection of that immediate,
         freshly signed request proves the clock wrong (two answers minutes apart do not)."""
         state.tries += 1
+        fault = state.last_fault
+        # A retry after a failure; a throttled attempt's successor is counted apart (throttles).
+        state.is_retry = fault is not None and fault.klass is not ErrorClass.THROTTLE
         try:
             return await self._send(job, state)
         except RetryableFault as fault:
@@ -600,6 +602,12 @@ class Engine:
         await self.pacer.acquire()  # raises Stopped once the run is stopping
         job.attempts += 1
         self.stats.requests += 1
+        if state.is_recheck:
+            self.stats.rechecks += 1
+            state.is_recheck = False
+        if state.is_retry:
+            self.stats.retries += 1
+            state.is_retry = False
         self._on_wire += 1
         try:
             reply = await self.client.get_result(job.token)
@@ -642,13 +650,6 @@ class Engine:
             # to the back of the line, not sit out an exponentially growing penalty.
             return random.uniform(0, self.settings.backoff_base)
         return self._backoff(retry_state)
-
-    def _before_sleep(self, retry_state: RetryCallState) -> None:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        # Throttles are counted apart (stats.throttles): a retry is a retry after a failure.
-        if not (isinstance(exc, RetryableFault) and exc.klass is ErrorClass.THROTTLE):
-            self.stats.retries += 1
 
     # -- lines out ---------------------------------------------------------------------------
 

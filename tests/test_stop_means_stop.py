@@ -73,14 +73,16 @@ def test_a_stop_during_backoff_sends_no_retry_and_writes_error_not_final(tmp_pat
     assert line["error"]["code"] == "Transport.HTTP503"
     assert "stopped before a retry" in line["error"]["message"]
     assert ended - 1000.0 < 0.51  # the backoff ended with the stop, not 60 s later
+    assert engine.stats.retries == 0  # counted when sent: this one never was
     assert engine.stats.exit_status() == 130
 
 
 def test_a_stop_during_a_pending_wait_writes_pending_not_final(tmp_path: Path) -> None:
     settings = make_settings(recheck_after=30.0, max_pending_wait=600.0)
     client = FakeClient({"t": [ok("-999")]})
-    _engine, lines, ended = _run(tmp_path, settings, client, ["t"], _stop_at(5.0))
+    engine, lines, ended = _run(tmp_path, settings, client, ["t"], _stop_at(5.0))
     assert client.calls == 1  # the re-check never left
+    assert engine.stats.rechecks == 0  # counted when sent, not when planned
     [line] = lines
     assert (line["status"], line["final"], line["attempts"]) == ("pending", False, 1)
     assert line["response"]["Result"] == "-999"
