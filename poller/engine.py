@@ -506,7 +506,7 @@ class Engine:
             attempts=job.attempts,
             error=ErrorInfo(fault.code, message),
         )
-        self._check_breaker(fault.code, outlasted_retries=True)
+        self._check_breaker(fault.code, gave_up=fault.klass)
         return record
 
     async def _settle_error(self, job: Job, reply: Reply) -> dict[str, Any]:
@@ -530,23 +530,38 @@ class Engine:
         self._check_breaker(reply.error.code if status is Status.ERROR else None)
         return record
 
-    def _check_breaker(self, code: str | None, *, outlasted_retries: bool = False) -> None:
-        # Faults that outlasted the retries are one outcome whatever their code (timeouts,
-        # resets and 5xx mix in an outage); an unlisted code is one outcome per code.
-        outcome = "retries exhausted" if outlasted_retries else code
+    def _check_breaker(self, code: str | None, *, gave_up: ErrorClass | None = None) -> None:
+        """Feed the breaker one settled token: `code` None is a success (resets it); an
+        unlisted code is one outcome per code; a token given up on (`gave_up`: the class of
+        its last fault) is one outcome whatever its code, as timeouts, resets and 5xx mix in
+        one outage. A token that only ever met throttles is its own outcome: the account's
+        quota is taken, the service is not down, and the message must say so."""
+        if gave_up is ErrorClass.THROTTLE:
+            outcome: str | None = "throttled"
+        elif gave_up is not None:
+            outcome = "retries exhausted"
+        else:
+            outcome = code
         if not self.breaker.record(outcome):
             return
         n = self.breaker.streak
-        if outlasted_retries:
+        tokens = f"{n} token{'s' if n != 1 else ''} in a row"
+        if outcome == "throttled":
             message = (
-                f"{n} tokens in a row ended in faults that outlasted their retries (the last: "
-                f"{code}); the service looks unavailable, so the run stops instead of spending "
-                "the quota on the rest"
+                f"{tokens} were throttled ({code}) {self.settings.max_throttled_attempts} "
+                "times each: another client is spending this account's quota; the run stops "
+                "instead of competing with it for the rest"
+            )
+        elif outcome == "retries exhausted":
+            message = (
+                f"{tokens} ended in faults that outlasted their retries (the last: {code}); "
+                "the service looks unavailable, so the run stops instead of spending the "
+                "quota on the rest"
             )
         else:
             message = (
-                f"{n} tokens in a row were answered with {code}, a code this poller does not "
-                "know; the run stops instead of spending the quota on the rest"
+                f"{tokens} {'were' if n != 1 else 'was'} answered with {code}, a code this "
+                "poller does not know; the run stops instead of spending the quota on the rest"
             )
         raise FatalRunError(code or "", message, breaker=True)
 

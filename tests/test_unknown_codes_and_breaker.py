@@ -117,3 +117,21 @@ def test_breaker_counts_identical_outcomes_in_a_row(threshold: int) -> None:
     breaker.record(None)
     assert breaker.streak == 0
     assert not breaker.record("X") or threshold == 1
+
+
+def test_a_throttled_out_account_trips_the_breaker_saying_so(tmp_path: Path) -> None:
+    tokens = [f"t{n:03}" for n in range(20)]
+    throttle = api_error("RequestLimitExceeded", "over the limit")
+    scripts: dict[str, list[FakeStep]] = {t: [throttle] for t in tokens}
+    settings = make_settings(
+        breaker_threshold=3, concurrency=1, max_throttled_attempts=2, backoff_base=0.01
+    )
+    engine, client, lines = _run(tmp_path, settings, scripts, tokens)
+    fatal = engine.stats.fatal
+    assert fatal is not None
+    assert fatal.breaker
+    assert "throttled" in fatal.message
+    assert "another client" in fatal.message
+    assert "unavailable" not in fatal.message  # the service is not down: the quota is taken
+    assert client.calls == 6
+    assert len(lines) == 3
