@@ -120,7 +120,7 @@ class RunStats:
         self.by_status[record["status"]] += 1
         if not record["final"]:
             self.not_final += 1
-        if record["result"] is not None and record["status"] in ("passed", "failed"):
+        if record["result"] is not None and record["status"] in ("passed", "failed", "pending"):
             self.result_codes[record["result"]] += 1
         if record["charge_count"]:
             self.charges += record["charge_count"]

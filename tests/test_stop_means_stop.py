@@ -83,6 +83,7 @@ def test_a_stop_during_a_pending_wait_writes_pending_not_final(tmp_path: Path) -
     engine, lines, ended = _run(tmp_path, settings, client, ["t"], _stop_at(5.0))
     assert client.calls == 1  # the re-check never left
     assert engine.stats.rechecks == 0  # counted when sent, not when planned
+    assert engine.stats.result_codes == {"-999": 1}  # pending codes reach the metrics too
     [line] = lines
     assert (line["status"], line["final"], line["attempts"]) == ("pending", False, 1)
     assert line["response"]["Result"] == "-999"
