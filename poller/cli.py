@@ -352,6 +352,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if sys.stderr is None:
+        # Started with stderr closed (`2>&-`): `print(file=sys.stderr)` would fall back to
+        # stdout and put the summary into the JSON lines. Messages go nowhere instead.
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
     if argv and argv[0] in LAZY_COMMANDS:
         # Their own parsers take everything after the command word, --help included.
         return _run_lazy(argv[0], argv[1:])

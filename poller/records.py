@@ -151,6 +151,8 @@ class JsonlSink:
         self._last_sync = clock()
         self._writing = False
         if path == "-":
+            if sys.stdout is None:  # started with stdout closed (`>&-`)
+                raise OSError(errno.EBADF, "standard output is closed")
             self._fh: IO[bytes] = sys.stdout.buffer
             self._owns = False
         else:
