@@ -10,6 +10,7 @@ import itertools
 import logging
 import math
 import os
+import signal
 import stat
 import sys
 import threading
@@ -252,6 +253,18 @@ def _start_fresh(output: str, force: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # Until the run installs its own handlers, SIGTERM (a scheduler stopping the job while it
+    # loads a resume file, say) ends it like Ctrl-C does: one sentence, not a silent kill.
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _run_command(args)
+    finally:
+        # Put back what was there, unless the run left SIGTERM ignored for its exit.
+        if signal.getsignal(signal.SIGTERM) is _terminate:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, args.quiet, args.log_format)
     flags = {name: getattr(args, name) for name in RUN_FLAGS}
     settings, warnings = build_settings(config_path=args.config, flags=flags, env=os.environ)
@@ -342,11 +355,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     if stats.local_error is not None:
-        print(
-            f"poller: error: the run stopped: {stats.local_error}; the lines written so far "
-            "are kept and the next run resumes from them.",
-            file=sys.stderr,
+        kept = (
+            "the lines written so far are kept and the next run resumes from them"
+            if resumable
+            else "the lines already written are all there is of this run"
         )
+        print(f"poller: error: the run stopped: {stats.local_error}; {kept}.", file=sys.stderr)
+    if stats.tokens == 0 and not (stats.skipped_final or stats.duplicates or stats.stopped_by):
+        # An empty night is legal, but from cron it looks just like a failed export.
+        log.warning("warning: the input held no tokens: nothing was queried")
     return stats.exit_status()
 
 
@@ -368,15 +385,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, InputError, ResumeError, UserError) as exc:
         print(f"poller: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        # Ctrl-C outside the run's own signal handling (while reading a huge resume file,
-        # say): lines are written whole, so whatever is in the output stays usable.
+    except (KeyboardInterrupt, _Terminated) as exc:
+        # A signal outside the run's own handling (while reading a huge resume file, or a
+        # FIFO whose writer has not opened it yet): lines are written whole, so whatever is
+        # in the output stays usable.
         print(
             "poller: interrupted; lines already written are kept and the next run resumes.",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
     return EXIT_USAGE
+
+
+class _Terminated(BaseException):
+    """SIGTERM before (or after) the run's own signal handling: exit 143 in one sentence."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise _Terminated
 
 
 def _exit(code: int) -> None:

@@ -74,11 +74,14 @@ class FatalRunError(Exception):
 class RetryableFault(Exception):
     """One failed attempt that deserves another: throttle, transient error, transport fault."""
 
-    def __init__(self, klass: ErrorClass, code: str, message: str) -> None:
+    def __init__(
+        self, klass: ErrorClass, code: str, message: str, request_id: str | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.klass = klass
         self.code = code
         self.message = message
+        self.request_id = request_id  # of the API's answer, for the token's line (support)
 
 
 @dataclass(slots=True)
@@ -505,6 +508,7 @@ class Engine:
             final=False,
             attempts=job.attempts,
             error=ErrorInfo(fault.code, message),
+            request_id=fault.request_id,
         )
         self._check_breaker(fault.code, gave_up=fault.klass)
         return record
@@ -610,6 +614,7 @@ class Engine:
                     "the server rejected a freshly re-signed request as expired right after "
                     "the first: this machine's clock is more than 5 minutes off; fix it "
                     "(e.g. enable NTP)",
+                    request_id=fault.request_id,
                 ) from None
             raise
 
@@ -649,12 +654,20 @@ class Engine:
         elif klass is ErrorClass.FATAL:
             raise FatalRunError(reply.error.code, reply.error.message, request_id=reply.request_id)
         if klass in (ErrorClass.THROTTLE, ErrorClass.TRANSIENT, ErrorClass.CLOCK):
-            raise self._failed(state, klass, reply.error.code, reply.error.message)
+            raise self._failed(
+                state, klass, reply.error.code, reply.error.message, reply.request_id
+            )
         return reply  # a per-token answer (expired, invalid, an unlisted code): settled above
 
     @staticmethod
-    def _failed(state: _TokenState, klass: ErrorClass, code: str, message: str) -> RetryableFault:
-        state.last_fault = RetryableFault(klass, code, message)
+    def _failed(
+        state: _TokenState,
+        klass: ErrorClass,
+        code: str,
+        message: str,
+        request_id: str | None = None,
+    ) -> RetryableFault:
+        state.last_fault = RetryableFault(klass, code, message, request_id)
         return state.last_fault
 
     def _wait(self, retry_state: RetryCallState) -> float:

@@ -327,3 +327,13 @@ def test_the_breaker_exits_3_in_one_sentence_naming_the_code_and_count(
     assert "FailedOperation.Brand.New" in err
     assert sum(server.calls.values()) == 3
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_an_empty_input_is_a_warning_not_silence(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = env / "empty.txt"
+    empty.write_text("# nothing tonight\n")
+    code = main(["run", "--tokens", str(empty), "--output", str(env / "out.jsonl")])
+    assert code == 0  # an empty night is legal...
+    assert "the input held no tokens" in capsys.readouterr().err  # ...but cron hears of it

@@ -45,7 +45,9 @@ async def test_closed_stderr_keeps_stdout_pure_json_lines(tmp_path: Path) -> Non
     tokens = tmp_path / "t.txt"
     tokens.write_text("a1\na2\n")
     poller = f"{shlex.quote(sys.executable)} -m poller"
-    async with running_simulator(SimulatorConfig(any_token=True, rate=200.0, pending_share=0.0)) as sim:
+    async with running_simulator(
+        SimulatorConfig(any_token=True, rate=200.0, pending_share=0.0)
+    ) as sim:
         code, out, _ = await _bash(
             f"{poller} run --tokens {shlex.quote(str(tokens))} --output - "
             f"--endpoint {sim.endpoint} --rate 200 2>&-"

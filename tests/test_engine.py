@@ -216,6 +216,7 @@ async def test_signature_expire_twice_means_the_clock_is_wrong(
     assert h.engine.stats.exit_status() == 3
     [line] = h.lines()  # both requests are accounted for, in a line that is not final
     assert (line["status"], line["final"], line["attempts"]) == ("error", False, 2)
+    assert line["request_id"] == "req-err"  # the rejecting answer's, for a support ticket
 
 
 async def test_retry_budget_caps_the_whole_runs_retries(
