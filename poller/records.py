@@ -175,12 +175,13 @@ class JsonlSink:
         try:
             # An unbuffered file may take only part of the bytes (a signal mid-write, a disk
             # that just filled): write the rest, or the next lines would be glued to a torn one.
+            written = self._fh.write(data)
             view = memoryview(data)
-            while view:
-                written = self._fh.write(view)
+            while written != len(view):
                 if not written:  # a blocking file never takes nothing; do not spin on it
                     raise OSError(errno.EIO, "the output accepted no bytes")
                 view = view[written:]
+                written = self._fh.write(view)
             self._fh.flush()
         finally:
             self._writing = False

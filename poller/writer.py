@@ -25,15 +25,18 @@ BUFFER_LINES = 256
 
 
 class OutputError(Exception):
-    """Writing the output failed (disk full, a closed pipe, an fsync error): exit 4."""
+    """Writing the output failed (disk full, a closed pipe, an fsync error, or anything else
+    the writer thread met): exit 4."""
 
-    def __init__(self, cause: OSError) -> None:
+    def __init__(self, cause: Exception) -> None:
         super().__init__(str(cause))
         self.cause = cause
 
     def describe(self) -> str:
         """One true sentence (without the final stop) for the user."""
         cause = self.cause
+        if not isinstance(cause, OSError):
+            return f"cannot write the output: {type(cause).__name__}: {cause}"
         if isinstance(cause, BrokenPipeError) or cause.errno == errno.EPIPE:
             return "the output pipe was closed by the reader"
         return f"cannot write the output: {cause.strerror or cause}"
@@ -154,20 +157,22 @@ class LineWriter:
             if batch:
                 try:
                     self._sink.write_lines(b"".join(batch), len(batch))
-                except OSError as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure must reach the loop
                     self._fail(exc)
                     return
                 self.written += len(batch)
             if last:
                 try:
                     self._sink.sync()
-                except OSError as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure must reach the loop
                     self._fail(exc)
                     return
                 self._notify(self._done.set)
                 return
 
-    def _fail(self, exc: OSError) -> None:
+    def _fail(self, exc: Exception) -> None:
+        # Whatever stopped the thread, the loop must hear of it: a thread that died silently
+        # would leave the workers waiting for room and the run waiting for `close` forever.
         self._error = OutputError(exc)
         self._notify(self._room.set)
         self._notify(self._done.set)
