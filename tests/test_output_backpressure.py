@@ -146,3 +146,20 @@ async def test_an_unexpected_oserror_is_not_called_an_output_failure(tmp_path: P
     assert "cannot write the output" not in stats.local_error
     assert "unexpected system error" in stats.local_error
     assert stats.exit_status() == 4
+
+
+class _BrokenSink(JsonlSink):
+    def write_lines(self, data: bytes, count: int) -> None:
+        raise ValueError("a bug, not an OSError")
+
+
+async def test_any_failure_of_the_writer_thread_stops_the_run_instead_of_hanging_it(
+    tmp_path: Path,
+) -> None:
+    sink = _BrokenSink(str(tmp_path / "out.jsonl"))
+    tokens = [TokenEntry(f"t{n}", n, None) for n in range(600)]  # more than the buffer holds
+    engine = Engine(make_settings(rate=1e6, rate_margin=0.0), FakeClient({}, default=ok()), sink)
+    stats = await asyncio.wait_for(engine.run(tokens), timeout=30)
+    sink.close()
+    assert stats.exit_status() == 4
+    assert stats.local_error == "cannot write the output: ValueError: a bug, not an OSError"
