@@ -7,10 +7,9 @@ import asyncio
 import errno
 import os
 import signal
-import sys
 from pathlib import Path
 
-from tests.e2e import DEMO_ENV
+from tests.e2e import start_poller
 
 
 async def test_sigterm_while_waiting_for_the_input_is_143_in_one_sentence(
@@ -18,10 +17,7 @@ async def test_sigterm_while_waiting_for_the_input_is_143_in_one_sentence(
 ) -> None:
     fifo = tmp_path / "tokens.fifo"
     os.mkfifo(fifo)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "poller",
+    proc = await start_poller(
         "run",
         "--tokens",
         str(fifo),
@@ -29,9 +25,6 @@ async def test_sigterm_while_waiting_for_the_input_is_143_in_one_sentence(
         str(tmp_path / "out.jsonl"),
         "--endpoint",
         "http://127.0.0.1:9",
-        env=DEMO_ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
     writer = -1
     try:

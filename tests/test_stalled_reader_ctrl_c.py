@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 import time
 from pathlib import Path
 
 from poller.simulator import SimulatorConfig, running_simulator
-from tests.e2e import DEMO_ENV
+from tests.e2e import start_poller
 
 CONCURRENCY = 8
 
@@ -25,10 +24,8 @@ async def test_ctrl_c_stops_a_run_whose_output_reader_stalled(tmp_path: Path) ->
     tokens.write_text("".join(f"stalled-{n:05d}\n" for n in range(4000)))
     config = SimulatorConfig(rate=2000.0, any_token=True, pending_share=0.0, seed=5)
     async with running_simulator(config) as sim:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "poller",
+        # stdout is never read: the pipe fills and stays full.
+        proc = await start_poller(
             "run",
             "--tokens",
             str(tokens),
@@ -42,9 +39,6 @@ async def test_ctrl_c_stops_a_run_whose_output_reader_stalled(tmp_path: Path) ->
             str(CONCURRENCY),
             "--grace-period",
             "0.5",
-            env=DEMO_ENV,
-            stdout=asyncio.subprocess.PIPE,  # never read: the pipe fills and stays full
-            stderr=asyncio.subprocess.PIPE,
         )
         try:
             # Choosing the moment only: past the pipe's 64 KiB, the buffers are filling.
