@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 import math
 import os
 import re
 import stat
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO, Literal, NamedTuple
+from typing import Any, BinaryIO, Literal, NamedTuple
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
@@ -565,22 +567,44 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
     """CSV with a header naming a SdkToken/token column and optionally issued_at.
 
     The csv module parses records (quoted fields may span lines); we feed it one physical line at
-    a time, so its line_num is our physical line count and each record's first line is known.
+    a time and keep the lines of the record being read, so each record's first line is known.
     Per-line problems found while feeding (invalid UTF-8, over-long lines) are remembered by line
     number and turn the record that contains them into a BadEntry.
+
+    A stray quote opens a field that swallows the lines after it: up to csv's field limit (128
+    KiB), or silently to the end of the file. Either way the record is reported as bad on its
+    first line, and the lines it swallowed are read again as records of their own: one broken
+    row never takes the tokens below it along (issue 9: every token accounted for).
     """
     flags: dict[int, str] = {}
+    source = iter(lines)
+    replay: deque[tuple[int, str]] = deque()  # swallowed lines to read again, in order
+    record: list[tuple[int, str]] = []  # the lines of the record being read
+    exhausted = False
 
     def feed() -> Iterator[str]:
-        for number, data, too_long in lines:
-            if too_long:
-                flags[number] = f"the line is longer than {MAX_LINE_BYTES} bytes and was skipped"
-                yield "\n"  # keep line numbers aligned; the record is reported as bad
-                continue
-            text, problem = _decode(data)
-            if problem is not None:
-                flags[number] = problem
-            yield text + "\n"
+        nonlocal exhausted
+        while True:
+            if replay:
+                number, text = replay.popleft()
+            else:
+                try:
+                    number, data, too_long = next(source)
+                except StopIteration:
+                    exhausted = True
+                    return
+                if too_long:
+                    flags[number] = (
+                        f"the line is longer than {MAX_LINE_BYTES} bytes and was skipped"
+                    )
+                    text = "\n"  # keep line numbers aligned; the record is reported as bad
+                else:
+                    decoded, problem = _decode(data)
+                    if problem is not None:
+                        flags[number] = problem
+                    text = decoded + "\n"
+            record.append((number, text))
+            yield text
 
     def take_flags(start: int, end: int) -> str | None:
         found = None
@@ -590,21 +614,32 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
                 found = problem if number == start else f"{problem} (on line {number})"
         return found
 
-    # csv's default field limit (128 KiB) also bounds a runaway quoted field: a stray '"' makes
-    # the parser swallow lines only until that limit, then report one bad record and resync.
-    reader = csv.reader(feed())
-    header: list[str] | None = None
-    while header is None:
-        start = reader.line_num + 1
+    def next_record(reader: Any) -> tuple[list[str] | None, str | None, int, int]:
+        """(row, error, first line, last line) of the next record; row None at the end."""
+        record.clear()
         try:
             row = next(reader)
         except StopIteration:
-            return  # empty input, or blank lines only: nothing to poll
+            return None, None, 0, 0
         except csv.Error as exc:
+            return [], str(exc), record[0][0] if record else 0, record[-1][0] if record else 0
+        start, end = record[0][0], record[-1][0]
+        if end > start and exhausted and _unclosed_quote("".join(t for _, t in record)):
+            # The file ended inside a quoted field: csv returns it without a word.
+            return [], "a quoted field is never closed", start, end
+        return row, None, start, end
+
+    reader = csv.reader(feed())
+    header: list[str] | None = None
+    while header is None:
+        row, error, start, end = next_record(reader)
+        if row is None:
+            return  # empty input, or blank lines only: nothing to poll
+        if error is not None:
             raise InputError(
-                f"the CSV header of {name} (line {start}) cannot be parsed: {exc}"
+                f"the CSV header of {name} (line {start}) cannot be parsed: {error}"
             ) from None
-        problem = take_flags(start, reader.line_num)
+        problem = take_flags(start, end)
         if problem is not None and "longer than" in problem:
             raise InputError(f"the CSV header of {name} (line {start}) is unusable: {problem}")
         if any(cell.strip() for cell in row):
@@ -628,18 +663,20 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
 
     width = len(header)
     while True:
-        start = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
+        row, error, start, end = next_record(reader)
+        if row is None:
             return
-        except csv.Error as exc:
-            end = reader.line_num
-            take_flags(start, end)
-            span = f" (through line {end})" if end > start else ""
-            yield _bad("", start, f"line {start}: CSV record cannot be parsed{span}: {exc}")
+        if error is not None:
+            swallowed = record[1:]
+            take_flags(start, start)
+            span = f" (swallowing lines {start + 1}-{end}, read again)" if swallowed else ""
+            yield _bad("", start, f"line {start}: CSV record cannot be parsed{span}: {error}")
+            # Read the swallowed lines again as records of their own, with a fresh parser (the
+            # old one is mid-field). Bounded: at most csv's field limit of text.
+            replay.extendleft(reversed(swallowed))
+            reader = csv.reader(feed())
             continue
-        problem = take_flags(start, reader.line_num)
+        problem = take_flags(start, end)
         if problem is None and not any(cell.strip() for cell in row):
             continue  # a blank line, or an all-empty row such as spreadsheets append
         cell = _trim(row[token_col]) if token_col < len(row) else ""
@@ -657,6 +694,16 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
         else:
             issued = row[issued_col] if issued_col is not None else None
             yield _entry(cell, start, issued)
+
+
+def _unclosed_quote(text: str) -> bool:
+    """Whether `text` (one CSV record) ends inside a quoted field."""
+    try:
+        for _ in csv.reader(io.StringIO(text), strict=True):
+            pass
+    except csv.Error:
+        return True
+    return False
 
 
 _ENTRY_LINE = re.compile(rb"^[ \t\xef\xbb\xbf]*[^\s#]", re.MULTILINE)

@@ -233,18 +233,36 @@ def test_csv_semicolon_header_gets_a_hint() -> None:
         from_stdin(b"SdkToken;issued_at\na;1\n", "csv")
 
 
-def test_csv_runaway_quote_is_one_bad_record_then_resyncs() -> None:
-    """A stray quote swallows lines only up to csv's field limit, then reading resumes."""
+def test_csv_runaway_quote_is_one_bad_record_and_the_swallowed_lines_are_read_again() -> None:
+    """A stray quote swallows lines up to csv's field limit; they are read again, none lost."""
     filler = b"".join(b"%d-token-padding-padding-padding-padding\n" % i for i in range(4000))
     data = b'SdkToken\n"broken\n' + filler + b"after\n"
     items = from_stdin(data, "csv")
     first = items[0]
     assert isinstance(first, BadEntry)
     assert first.line == 2
-    assert "CSV record cannot be parsed (through line" in first.reason
+    assert "CSV record cannot be parsed (swallowing lines 3-" in first.reason
     assert "field larger than field limit" in first.reason
-    assert items[-1] == ok("after", 4003)
-    assert len(items) < 4000  # the swallowed lines are lost, but the rest of the file is read
+    assert items[1:] == [
+        *(ok(f"{i}-token-padding-padding-padding-padding", i + 3) for i in range(4000)),
+        ok("after", 4003),
+    ]
+
+
+def test_csv_quote_never_closed_does_not_swallow_the_rest_of_the_file() -> None:
+    """Before: csv returned the whole rest of the file as one field, silently (exit 0)."""
+    rows = b"".join(b"q%d,,x\n" % i for i in range(2, 40))
+    items = from_stdin(b'SdkToken,issued_at,name\nq1,,"Brien\n' + rows, "csv")
+    first = items[0]
+    assert isinstance(first, BadEntry)
+    assert (first.line, first.token) == (2, "")
+    assert "a quoted field is never closed" in first.reason
+    assert items[1:] == [ok(f"q{i}", i + 1) for i in range(2, 40)]
+
+
+def test_csv_legit_multiline_field_at_the_end_of_the_file_stays_one_record() -> None:
+    items = from_stdin(b'SdkToken,note\na,"two\nlines"\n', "csv")
+    assert items == [ok("a", 2)]
 
 
 # --- issued_at ---------------------------------------------------------------------------------
