@@ -298,6 +298,8 @@ def _run_command(args: argparse.Namespace) -> int:
             expired_before=state.was_expired_locally if state else None,
         )
         plan = make_plan(items, triage)
+        if sys.stdout is None:  # started with `>&-`: the plan would vanish without a word
+            raise UserError("standard output is closed, so the plan cannot be shown.")
         print(format_plan(plan, settings, tokens=args.tokens, output=args.output))
         return 0
     with contextlib.ExitStack() as stack:

@@ -106,6 +106,7 @@ class RunStats:
     fatal: FatalRunError | None = None
     stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
     local_error: str | None = None  # an output/input failure that stopped the run (exit 4)
+    output_closed: bool = False  # the local error is the reader closing the output pipe
     cut_off: int = 0  # requests on the wire when a hard stop came (their tokens: not final)
     unwritten: int = 0  # lines counted here that never reached the output (it failed/stalled)
 
@@ -129,10 +130,13 @@ class RunStats:
             self.charges += record["charge_count"]
 
     def exit_status(self) -> int:
-        """SPEC §3: 0 all final, 1 some not final, 3 a fatal API error stopped the run."""
+        """SPEC §3: 0 all final, 1 some not final, 3 a fatal API error stopped the run, 4 a
+        local failure, 130/143 a signal."""
         if self.fatal is not None:
             return 3
-        if self.local_error is not None:
+        # Ctrl-C on `poller run --output - | consumer` reaches the consumer too, which dies and
+        # closes the pipe: that closed pipe is the interrupt's doing, not a broken machine.
+        if self.local_error is not None and not (self.stopped_by and self.output_closed):
             return 4
         if self.stopped_by == "SIGINT":
             return 130
@@ -146,6 +150,7 @@ class _TokenState:
     """One token's attempts within one `process` call (a re-check starts a new one)."""
 
     tries: int = 0  # attempts made (a SignatureExpire re-send is part of its attempt)
+    on_wire: bool = False  # a request of this token is out, not answered yet
     throttled: int = 0  # of them, answered RequestLimitExceeded
     budget_denied: bool = False
     last_fault: RetryableFault | None = None  # why the latest attempt failed
@@ -226,7 +231,7 @@ class Engine:
         self._output = output
         self._writer: LineOutput | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._aborted = False
+        self._hard_stop = False
         self._on_wire = 0  # requests sent and not yet answered
 
     # -- the pipeline ------------------------------------------------------------------------
@@ -296,7 +301,7 @@ class Engine:
             error = ErrorInfo(
                 LOCAL_EXPIRY_CODE,
                 f"issued {age / 3600:.1f} h ago, past the "
-                f"{self.settings.max_token_age / 3600:g} h query window; not sent",
+                f"{self.settings.max_token_age / 3600:.3g} h query window; not sent",
             )
             await self._emit(
                 token=item.token, status=Status.EXPIRED, final=True, attempts=0, error=error
@@ -308,6 +313,11 @@ class Engine:
                 await self.process(job)
             except FatalRunError as fatal:
                 self._halt(fatal=fatal)
+            except Exception:
+                # The output failed (or worse): the task group cancels every other worker
+                # now, as a hard stop does; they still account for the tokens they hold.
+                self._hard_stop = True
+                raise
             finally:
                 await self._queue.task_done()
 
@@ -336,8 +346,10 @@ class Engine:
                 self._group.create_task(self._write_waiting_rechecks(), name="stop")
 
     async def _write_waiting_rechecks(self) -> None:
+        # Past the buffer's bound, at once: a stalled reader must not keep the stop waiting
+        # (one line per token that was waiting, once).
         for job in await self._queue.stop():
-            await self._emit_pending(job)
+            self._write_now(self._pending_line(job), job)
 
     def abort(self) -> None:
         """Stop at once: requests on the wire are cut off (their tokens get lines that are not
@@ -348,7 +360,7 @@ class Engine:
                 "as not final and asked again by the next run",
                 self._on_wire,
             )
-        self._aborted = True
+        self._hard_stop = True
         self._stop.set()
         for task in self._workers:
             task.cancel()
@@ -365,7 +377,7 @@ class Engine:
         # After a hard stop a stalled reader must not hold the exit up: the lines get a short
         # last chance, and the next run re-asks whatever never made it to the file.
         self._closing = asyncio.ensure_future(
-            self._writer.close(ABORT_DRAIN if self._aborted else None)
+            self._writer.close(ABORT_DRAIN if self._hard_stop else None)
         )
         await asyncio.wait([self._closing])
         done = self._closing.done() and not self._closing.cancelled()
@@ -376,6 +388,7 @@ class Engine:
     def _record_local_error(self, exc: BaseException) -> None:
         if self.stats.local_error is None:
             self.stats.local_error = _describe_local(exc)
+            self.stats.output_closed = isinstance(exc, OutputError) and exc.pipe_closed
 
     # -- one token ---------------------------------------------------------------------------
 
@@ -385,6 +398,16 @@ class Engine:
         Returns None when the token is pending and was scheduled for a re-check instead, or
         when a stop came before its first request left."""
         state = _TokenState(is_recheck=job.last_response is not None)
+        try:
+            return await self._process(job, state)
+        except asyncio.CancelledError:
+            if self._hard_stop:
+                # Cut off wherever it was (on the wire, waiting for a slot or a backoff whose
+                # end the stop had already set): a token that reached the server keeps a line.
+                self._settle_hard_stopped(job, state)
+            raise
+
+    async def _process(self, job: Job, state: _TokenState) -> dict[str, Any] | None:
         try:
             try:
                 # Most tokens settle on their first attempt: they skip tenacity's machinery,
@@ -405,6 +428,7 @@ class Engine:
                 attempts=job.attempts,
                 error=ErrorInfo(fatal.code, fatal.message),
                 request_id=fatal.request_id,
+                job=job,
             )
             raise
         if reply.error is not None:
@@ -422,6 +446,7 @@ class Engine:
             final=status is not Status.PENDING,
             attempts=job.attempts,
             response=reply.response,
+            job=job,
         )
 
     async def _recheck_later(self, job: Job, reply: Reply) -> bool:
@@ -437,8 +462,8 @@ class Engine:
         # is written `pending` by the caller instead of vanishing with the emptied heap.
         return await self._queue.schedule_recheck(job, wait)
 
-    async def _emit_pending(self, job: Job) -> None:
-        await self._emit(
+    def _pending_line(self, job: Job) -> dict[str, Any]:
+        return self._line(
             token=job.token,
             status=Status.PENDING,
             final=False,
@@ -446,52 +471,54 @@ class Engine:
             response=job.last_response,
         )
 
-    async def _settle_stopped(self, job: Job, state: _TokenState) -> dict[str, Any] | None:
-        """The run stopped while this token waited for a slot or a backoff (SPEC §3)."""
+    def _stopped_line(
+        self, job: Job, state: _TokenState, *, cut_off: bool
+    ) -> dict[str, Any] | None:
+        """The line of a token the run stopped before it settled (SPEC §3): none if it never
+        reached the server; else not final — `pending` with its last answer if a re-check was
+        what it waited for (or had on the wire), `error` with the failure if a retry was."""
         if job.attempts == 0:
             return None  # never reached the server: no line, the next run asks it
-        if state.last_fault is not None:
-            # It failed and its retry never left: `error`, not final.
-            fault = state.last_fault
-            return await self._emit(
+        fault = state.last_fault
+        if fault is None and job.last_response is not None:
+            return self._pending_line(job)
+        if fault is not None and not cut_off:
+            return self._line(
                 token=job.token,
                 status=Status.ERROR,
                 final=False,
                 attempts=job.attempts,
                 error=ErrorInfo(fault.code, f"{fault.message} (the run stopped before a retry)"),
+                request_id=fault.request_id,
             )
-        await self._emit_pending(job)  # a re-check that never left: still pending
-        return None
-
-    def _cut_off(self, job: Job, state: _TokenState) -> None:
-        """A hard stop cut this token's request off on the wire. It reached the server, so it
-        still gets a line (requests seen = sum of attempts): `pending` with its last answer if
-        this was a re-check, else `error`; neither is final, so the next run asks again."""
-        self.stats.cut_off += 1
-        if state.last_fault is None and job.last_response is not None:
-            status, error, response = Status.PENDING, None, job.last_response
-        else:
-            status, response = Status.ERROR, None
-            error = ErrorInfo(
-                "RunStopped",
-                "the run was stopped at once (a second signal, or the grace period ran out) "
-                "before the answer came; the next run asks again",
-            )
-        record = build_record(
+        return self._line(
             token=job.token,
-            status=status,
+            status=Status.ERROR,
             final=False,
             attempts=job.attempts,
-            checked_at=self.clock(),
-            response=response,
-            error=error,
-            detail=self.settings.detail,
+            error=ErrorInfo(
+                "RunStopped",
+                "the run was stopped at once (a second signal, the grace period ran out, or "
+                "the output failed) before the answer came; the next run asks again",
+            ),
         )
-        assert self._writer is not None
-        # No waiting now: the line joins the buffer even when it is full (at most one per
-        # worker), and the bounded drain in `_close_output` writes it if the output works.
-        self._writer.write_nowait(record)
-        self.stats.count(record)
+
+    async def _settle_stopped(self, job: Job, state: _TokenState) -> dict[str, Any] | None:
+        """The run stopped while this token waited for a slot or a backoff."""
+        record = self._stopped_line(job, state, cut_off=False)
+        if record is not None:
+            await self._write(record, job)
+        return record
+
+    def _settle_hard_stopped(self, job: Job, state: _TokenState) -> None:
+        """A hard stop cancelled this token's task; account for it without waiting."""
+        if job.line_handed:
+            return  # its line was already on its way (see `_write`)
+        if state.on_wire:
+            self.stats.cut_off += 1
+        record = self._stopped_line(job, state, cut_off=state.on_wire)
+        if record is not None:
+            self._write_now(record, job)
 
     async def _give_up(
         self, job: Job, state: _TokenState, fault: RetryableFault
@@ -509,6 +536,7 @@ class Engine:
             attempts=job.attempts,
             error=ErrorInfo(fault.code, message),
             request_id=fault.request_id,
+            job=job,
         )
         self._check_breaker(fault.code, gave_up=fault.klass)
         return record
@@ -530,6 +558,7 @@ class Engine:
             attempts=job.attempts,
             error=ErrorInfo(reply.error.code, reply.error.message),
             request_id=reply.request_id,
+            job=job,
         )
         self._check_breaker(reply.error.code if status is Status.ERROR else None)
         return record
@@ -552,9 +581,10 @@ class Engine:
         tokens = f"{n} token{'s' if n != 1 else ''} in a row"
         if outcome == "throttled":
             message = (
-                f"{tokens} were throttled ({code}) {self.settings.max_throttled_attempts} "
-                "times each: another client is spending this account's quota; the run stops "
-                "instead of competing with it for the rest"
+                f"{tokens} {'were' if n != 1 else 'was'} throttled ({code}) "
+                f"{self.settings.max_throttled_attempts} times each: another client is "
+                "spending this account's quota; the run stops instead of competing with it "
+                "for the rest"
             )
         elif outcome == "retries exhausted":
             message = (
@@ -629,17 +659,17 @@ class Engine:
             self.stats.retries += 1
             state.is_retry = False
         self._on_wire += 1
+        state.on_wire = True
+        # state.on_wire stays True if this is cancelled: the hard stop's accounting reads it.
         try:
             reply = await self.client.get_result(job.token)
         except TransportFault as fault:
+            state.on_wire = False
             log.debug("token %s attempt %d: %s", job.token, job.attempts, fault)
             raise self._failed(state, ErrorClass.TRANSIENT, fault.code, fault.message) from None
-        except asyncio.CancelledError:
-            if self._aborted:
-                self._cut_off(job, state)
-            raise
         finally:
             self._on_wire -= 1
+        state.on_wire = False
         if reply.error is None:
             self.pacer.on_success()
             self.budget.on_success()
@@ -681,7 +711,7 @@ class Engine:
 
     # -- lines out ---------------------------------------------------------------------------
 
-    async def _emit(
+    def _line(
         self,
         *,
         token: str,
@@ -692,7 +722,7 @@ class Engine:
         error: ErrorInfo | None = None,
         request_id: str | None = None,
     ) -> dict[str, Any]:
-        record = build_record(
+        return build_record(
             token=token,
             status=status,
             final=final,
@@ -703,10 +733,52 @@ class Engine:
             request_id=request_id,
             detail=self.settings.detail,
         )
-        assert self._writer is not None, "lines are written only while the engine runs"
-        await self._writer.write(record)  # waits while a slow reader holds the buffer full
-        self.stats.count(record)
+
+    async def _emit(
+        self,
+        *,
+        token: str,
+        status: Status,
+        final: bool,
+        attempts: int,
+        response: dict[str, Any] | None = None,
+        error: ErrorInfo | None = None,
+        request_id: str | None = None,
+        job: Job | None = None,
+    ) -> dict[str, Any]:
+        record = self._line(
+            token=token,
+            status=status,
+            final=final,
+            attempts=attempts,
+            response=response,
+            error=error,
+            request_id=request_id,
+        )
+        await self._write(record, job)
         return record
+
+    async def _write(self, record: dict[str, Any], job: Job | None) -> None:
+        """Hand a line to the writer; waits while a slow reader holds the buffer full."""
+        assert self._writer is not None, "lines are written only while the engine runs"
+        if job is not None:
+            job.line_handed = True
+        try:
+            await self._writer.write(record)
+        except asyncio.CancelledError:
+            if self._hard_stop:  # cut off while waiting for room: queue it past the bound
+                self._writer.write_nowait(record)
+                self.stats.count(record)
+            raise
+        self.stats.count(record)
+
+    def _write_now(self, record: dict[str, Any], job: Job | None) -> None:
+        """Hand a line over at once, past the buffer's bound: for the few lines of a stop."""
+        assert self._writer is not None, "lines are written only while the engine runs"
+        if job is not None:
+            job.line_handed = True
+        self._writer.write_nowait(record)
+        self.stats.count(record)
 
     def __repr__(self) -> str:
         return (

@@ -86,7 +86,7 @@ def stop_reason(stats: RunStats) -> str | None:
     """Which of STOP_REASONS ended the run, matching the exit status; None if none did."""
     if stats.fatal is not None:
         return "breaker" if stats.fatal.breaker else "fatal"
-    if stats.local_error is not None:
+    if stats.local_error is not None and not (stats.stopped_by and stats.output_closed):
         return "local_error"
     if stats.stopped_by in ("SIGINT", "SIGTERM"):  # the names RunStats.exit_status knows
         return "signal"
@@ -130,6 +130,18 @@ class _Snapshot:
             "tokens_not_final",
             "Tokens whose line is not final (pending, or an error): poll them again later.",
             stats.not_final,
+        )
+        yield gauge(
+            "lines_unwritten",
+            "Lines counted above that never reached the output (it failed, or its reader "
+            "stalled until a hard stop): their tokens are asked again by the next run.",
+            stats.unwritten,
+        )
+        yield gauge(
+            "requests_cut_off",
+            "Requests still on the wire when a hard stop came; their tokens got lines that "
+            "are not final.",
+            stats.cut_off,
         )
         yield gauge(
             "duplicates_skipped",

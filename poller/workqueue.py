@@ -30,6 +30,7 @@ class Job:
     attempts: int = 0
     first_pending_at: float | None = None  # loop time of the first pending answer
     last_response: dict[str, Any] | None = field(default=None, repr=False)
+    line_handed: bool = False  # its line for this run is on its way to the output
 
 
 class WorkQueue:

@@ -32,12 +32,18 @@ class OutputError(Exception):
         super().__init__(str(cause))
         self.cause = cause
 
+    @property
+    def pipe_closed(self) -> bool:
+        """The reader closed the pipe (`| head`, or a consumer killed by the same Ctrl-C)."""
+        cause = self.cause
+        return isinstance(cause, OSError) and cause.errno == errno.EPIPE
+
     def describe(self) -> str:
         """One true sentence (without the final stop) for the user."""
         cause = self.cause
         if not isinstance(cause, OSError):
             return f"cannot write the output: {type(cause).__name__}: {cause}"
-        if isinstance(cause, BrokenPipeError) or cause.errno == errno.EPIPE:
+        if self.pipe_closed:
             return "the output pipe was closed by the reader"
         return f"cannot write the output: {cause.strerror or cause}"
 

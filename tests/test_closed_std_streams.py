@@ -55,3 +55,17 @@ async def test_closed_stderr_keeps_stdout_pure_json_lines(tmp_path: Path) -> Non
     assert code == 0
     lines = out.decode().splitlines()
     assert sorted(json.loads(line)["token"] for line in lines) == ["a1", "a2"]
+
+
+async def test_closed_stdout_with_dry_run_is_one_sentence_exit_2(tmp_path: Path) -> None:
+    tokens = tmp_path / "t.txt"
+    tokens.write_text("a1\n")
+    poller = f"{shlex.quote(sys.executable)} -m poller"
+    code, _, err = await _bash(
+        f"{poller} run --tokens {shlex.quote(str(tokens))} --dry-run "
+        "--endpoint http://127.0.0.1:9 >&-"
+    )
+    assert code == 2
+    assert err.decode().strip() == (
+        "poller: error: standard output is closed, so the plan cannot be shown."
+    )

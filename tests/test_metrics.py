@@ -33,6 +33,8 @@ def busy_stats() -> RunStats:
     stats.throttles = 7
     stats.duplicates = 3
     stats.skipped_final = 40
+    stats.unwritten = 6
+    stats.cut_off = 4
     stats.last_success = 1_790_000_123.5
     stats.started = 1_790_000_000.0
     stats.finished = 1_790_000_125.0
@@ -72,6 +74,8 @@ def test_every_value_equals_the_counters(tmp_path: Path) -> None:
         (P + "tokens", (("status", "invalid_token"),)): 0,
         (P + "tokens", (("status", "error"),)): 5,
         (P + "tokens_not_final", ()): 20,
+        (P + "lines_unwritten", ()): 6,
+        (P + "requests_cut_off", ()): 4,
         (P + "duplicates_skipped", ()): 3,
         (P + "already_final_skipped", ()): 40,
         (P + "requests_total", ()): 1310,
@@ -238,12 +242,14 @@ def _ended(
     fatal: FatalRunError | None = None,
     stopped_by: str | None = None,
     local_error: str | None = None,
+    closed: bool = False,
 ) -> RunStats:
     stats = busy_stats()
     stats.not_final = not_final
     stats.fatal = fatal
     stats.stopped_by = stopped_by
     stats.local_error = local_error
+    stats.output_closed = closed
     return stats
 
 
@@ -261,8 +267,23 @@ def _ended(
         (_ended(local_error="cannot write the output: No space left on device"), 4, "local_error"),
         (_ended(not_final=3, stopped_by="SIGINT"), 130, "signal"),
         (_ended(stopped_by="SIGTERM"), 143, "signal"),
+        # Ctrl-C on `poller run | consumer`: the consumer's closed pipe is the interrupt's doing.
+        (
+            _ended(stopped_by="SIGINT", local_error="the output pipe was closed", closed=True),
+            130,
+            "signal",
+        ),
     ],
-    ids=["all-final", "not-final", "fatal", "breaker", "local-error", "sigint", "sigterm"],
+    ids=[
+        "all-final",
+        "not-final",
+        "fatal",
+        "breaker",
+        "local-error",
+        "sigint",
+        "sigterm",
+        "sigint-closed-pipe",
+    ],
 )
 def test_final_write_says_how_the_run_ended(
     tmp_path: Path, stats: RunStats, exit_status: int, reason: str | None
