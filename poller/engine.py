@@ -832,8 +832,5 @@ def format_summary(stats: RunStats, pacer: Pacer) -> str:
     if stats.cut_off:
         parts.append(f"requests cut off on the wire by the hard stop {stats.cut_off}")
     if stats.unwritten:
-        parts.append(
-            f"lines that never reached the output {stats.unwritten} (their tokens are asked "
-            "again next run)"
-        )
+        parts.append(f"lines that never reached the output {stats.unwritten}")
     return "summary: " + "; ".join(parts)
