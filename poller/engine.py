@@ -765,6 +765,13 @@ class Engine:
             job.line_handed = True
         try:
             await self._writer.write(record)
+        except OutputError:
+            # The output just failed: this line is one of those that never reach it; count
+            # it like the others (the token did reach the server), then stop everything.
+            self._hard_stop = True
+            self._writer.write_nowait(record)
+            self.stats.count(record)
+            raise
         except asyncio.CancelledError:
             if self._hard_stop:  # cut off while waiting for room: queue it past the bound
                 self._writer.write_nowait(record)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import random
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from poller.client import TransportFault
 from poller.engine import Engine, RunStats
@@ -26,8 +29,11 @@ from tests.test_output_backpressure import StalledSink, _spin_until
 
 
 def test_two_signals_at_once_still_write_tokens_waiting_for_a_retry_or_recheck(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Full jitter draws the backoff from [0, cap): take the cap, so no retry falls before the
+    # signals by chance.
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
     boom = TransportFault("Transport.HTTP503", "HTTP 503")
     tokens = [f"t{n:02}" for n in range(30)]
     scripts: dict[str, list[FakeStep]] = {}
@@ -118,8 +124,8 @@ class _Recorder(LineWriter):
         self.records: list[Mapping[str, Any]] = []
 
     async def write(self, record: Mapping[str, Any]) -> None:
-        self.records.append(record)
         await super().write(record)
+        self.records.append(record)  # only once it is really queued
 
     def write_nowait(self, record: Mapping[str, Any]) -> None:
         self.records.append(record)
@@ -155,6 +161,7 @@ async def test_an_output_failure_accounts_for_the_requests_it_cut_off(tmp_path: 
     assert stats.local_error == "cannot write the output: No space left on device"
     handed = recorders[0].records
     assert sum(line["attempts"] for line in handed) == client.calls  # every request, a line
+    assert stats.tokens == stats.requests == client.calls  # and every one is counted
     assert stats.cut_off > 0  # on the wire when the output failed
     assert stats.unwritten > 0
 

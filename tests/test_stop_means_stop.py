@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from poller.client import TransportFault
 from poller.engine import Engine
@@ -62,7 +65,12 @@ def test_no_request_leaves_after_a_stop_only_those_on_the_wire_finish(tmp_path: 
     assert engine.stats.exit_status() == 143
 
 
-def test_a_stop_during_backoff_sends_no_retry_and_writes_error_not_final(tmp_path: Path) -> None:
+def test_a_stop_during_backoff_sends_no_retry_and_writes_error_not_final(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Full jitter draws the backoff from [0, cap): take the cap, so the retry cannot fall
+    # before the stop by chance.
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
     settings = make_settings(backoff_base=60.0, backoff_max=60.0, max_attempts=6)
     boom = TransportFault("Transport.HTTP503", "HTTP 503")
     client = FakeClient({"t": [boom]})
