@@ -255,6 +255,11 @@ class Engine:
             self._stop.set()
         finally:
             self._group = None
+            # Tokens still waiting for a re-check when the run ended early (an output failure
+            # cancels everything, with no stop to write them) reached the server: they get
+            # their `pending` line, or are counted among the lines that never reached it.
+            for job in await self._queue.stop():
+                self._write_now(self._pending_line(job), job)
             await self._close_output()
             self.stats.finished = self.clock()
             self.stats.budget_denied = self.budget.denied

@@ -145,8 +145,12 @@ class _FailsOnThirdBatch(JsonlSink):
 
 
 async def test_an_output_failure_accounts_for_the_requests_it_cut_off(tmp_path: Path) -> None:
-    settings = make_settings(rate=1000.0, rate_margin=0.0, concurrency=16)
-    client = FakeClient({}, default=Slow(0.05, ok()))
+    settings = make_settings(
+        rate=1000.0, rate_margin=0.0, concurrency=16, recheck_after=600, max_pending_wait=6000
+    )
+    # A third are pending and wait for a re-check when the output fails: they count too.
+    pending: dict[str, list[FakeStep]] = {f"t{n}": [ok("-999")] for n in range(0, 300, 3)}
+    client = FakeClient(pending, default=Slow(0.05, ok()))
     recorders: list[_Recorder] = []
 
     def output(sink: JsonlSink) -> _Recorder:
