@@ -121,6 +121,11 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
         return json.dumps(record, separators=(",", ":")).encode("ascii") + b"\n"
 
 
+# The most one write hands the output at once: a pipe's buffer. Lines are counted as written
+# piece by piece, so a reader that stalls for good leaves at most one piece uncertain.
+WRITE_PIECE: Final = 64 << 10
+
+
 class JsonlSink:
     """Appends lines to a file created 0600 (the lines hold personal data), or to stdout."""
 
@@ -170,24 +175,44 @@ class JsonlSink:
         self.write_lines(encode_record(record), 1)
 
     def write_lines(self, data: bytes, count: int) -> None:
-        """Write `count` encoded lines at once (the writer thread hands over what piled up)."""
+        """Write `count` encoded lines at once (the writer thread hands over what piled up).
+
+        In pieces of at most WRITE_PIECE bytes cut at line ends, each counted in
+        `lines_written` once it is out: when the output fails or its reader stalls for good,
+        the count says which lines got through (to within one piece for a stalled pipe)."""
         self._writing = True
         try:
-            # An unbuffered file may take only part of the bytes (a signal mid-write, a disk
-            # that just filled): write the rest, or the next lines would be glued to a torn one.
-            written = self._fh.write(data)
-            view = memoryview(data)
-            while written != len(view):
-                if not written:  # a blocking file never takes nothing; do not spin on it
-                    raise OSError(errno.EIO, "the output accepted no bytes")
-                view = view[written:]
-                written = self._fh.write(view)
-            self._fh.flush()
+            start, size = 0, len(data)
+            while start < size:
+                end = size
+                if size - start > WRITE_PIECE:
+                    end = data.rfind(b"\n", start, start + WRITE_PIECE) + 1
+                    if end <= start:  # one line longer than a piece: it goes whole
+                        end = data.find(b"\n", start + WRITE_PIECE) + 1 or size
+                self._write_all(data, start, end)
+                self.lines_written += data.count(b"\n", start, end)
+                start = end
         finally:
             self._writing = False
-        self.lines_written += count
         if self._owns and self._clock() - self._last_sync >= self.fsync_interval:
             self.sync()
+
+    def _write_all(self, data: bytes, start: int, end: int) -> None:
+        # An unbuffered file may take only part of the bytes (a signal mid-write, a disk that
+        # just filled): write the rest, or the next lines would be glued to a torn one.
+        piece = data if start == 0 and end == len(data) else data[start:end]
+        view = memoryview(piece)
+        done = 0
+        try:
+            while done < len(view):
+                written = self._fh.write(view[done:] if done else piece)
+                if not written:  # a blocking file never takes nothing; do not spin on it
+                    raise OSError(errno.EIO, "the output accepted no bytes")
+                done += written
+            self._fh.flush()
+        except OSError:
+            self.lines_written += data.count(b"\n", start, start + done)  # those got out
+            raise
 
     def sync(self) -> None:
         if self._owns:

@@ -53,7 +53,9 @@ class LineOutput(Protocol):
     virtual time, where a thread's real-time progress and the loop's clock cannot be mixed."""
 
     queued: int
-    written: int
+
+    @property
+    def written(self) -> int: ...
 
     async def write(self, record: Mapping[str, Any]) -> None: ...
 
@@ -66,6 +68,7 @@ class LineWriter:
     """Hands encoded lines to a daemon thread that writes them to a `JsonlSink`."""
 
     __slots__ = (
+        "_base",
         "_buffer",
         "_closing",
         "_cond",
@@ -76,7 +79,6 @@ class LineWriter:
         "_sink",
         "_thread",
         "queued",
-        "written",
     )
 
     def __init__(self, sink: JsonlSink) -> None:
@@ -89,7 +91,7 @@ class LineWriter:
         # Set by the thread (through the loop) whenever it takes lines out of the buffer.
         self._room = asyncio.Event()
         self._done = asyncio.Event()
-        self.written = 0  # lines the thread has written
+        self._base = sink.lines_written  # the sink counts the lines it gets out, piece by piece
         self.queued = 0  # lines handed over in all (written or not)
         self._thread = threading.Thread(target=self._run, name="poller-writer", daemon=True)
         self._thread.start()
@@ -134,6 +136,11 @@ class LineWriter:
             await run_in_daemon_thread(lambda: self._thread.join(patience))
         self._raise_if_failed()
 
+    @property
+    def written(self) -> int:
+        """Lines the output has taken so far (read live, even while a write is blocked)."""
+        return self._sink.lines_written - self._base
+
     def close_nowait(self) -> None:
         """The hard stop: ask the thread to end after what it holds, without waiting for it."""
         with self._cond:
@@ -166,7 +173,6 @@ class LineWriter:
                 except Exception as exc:  # noqa: BLE001 - any failure must reach the loop
                     self._fail(exc)
                     return
-                self.written += len(batch)
             if last:
                 try:
                     self._sink.sync()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import pytest
 
 from poller.records import (
     KEYS,
+    WRITE_PIECE,
     Detail,
     ErrorInfo,
     JsonlSink,
@@ -431,3 +433,61 @@ def test_sink_finishes_short_writes_so_lines_never_merge(tmp_path: Path) -> None
     lines = bytes(trickle.data).splitlines()
     assert [json.loads(line)["token"] for line in lines] == ["a", "b", "c"]
     assert sink.lines_written == 3
+
+
+class _FillsUp(io.RawIOBase):
+    """A disk with room for `room` more bytes; then ENOSPC (after a short write)."""
+
+    def __init__(self, room: int) -> None:
+        self.data = bytearray()
+        self.room = room
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        left = self.room - len(self.data)
+        if left <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        chunk = bytes(b[:left])
+        self.data += chunk
+        return len(chunk)
+
+
+def test_sink_counts_the_lines_that_got_out_before_the_disk_filled(tmp_path: Path) -> None:
+    lines = [encode_record(_rec(f"t{n}")) for n in range(3)]
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    disk = _FillsUp(len(lines[0]) + len(lines[1]) + 10)  # two whole lines and a torn third
+    real = sink._fh
+    sink._fh = disk  # type: ignore[assignment]
+    try:
+        with pytest.raises(OSError, match="No space"):
+            sink.write_lines(b"".join(lines), 3)
+    finally:
+        sink._fh = real
+        sink.close()
+    assert sink.lines_written == 2  # not 0 (the batch failed) nor 3 (it was handed over)
+
+
+def test_sink_writes_a_big_batch_in_pieces_cut_at_line_ends(tmp_path: Path) -> None:
+    batch = b"".join(encode_record(_rec(f"tok-{n:06}")) for n in range(2000))  # ~400 KB
+    sink = JsonlSink(str(tmp_path / "out.jsonl"))
+    trickle = _Trickle()
+    seen: list[int] = []
+    real_write = trickle.write
+
+    def spy(b: Any) -> int:
+        seen.append(len(b))
+        return real_write(b)
+
+    trickle.write = spy  # type: ignore[method-assign]
+    real = sink._fh
+    sink._fh = trickle  # type: ignore[assignment]
+    try:
+        sink.write_lines(batch, 2000)
+    finally:
+        sink._fh = real
+        sink.close()
+    assert bytes(trickle.data) == batch
+    assert sink.lines_written == 2000
+    assert max(seen) <= WRITE_PIECE
