@@ -580,10 +580,8 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
     source = iter(lines)
     replay: deque[tuple[int, str]] = deque()  # swallowed lines to read again, in order
     record: list[tuple[int, str]] = []  # the lines of the record being read
-    exhausted = False
 
     def feed() -> Iterator[str]:
-        nonlocal exhausted
         while True:
             if replay:
                 number, text = replay.popleft()
@@ -591,7 +589,6 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
                 try:
                     number, data, too_long = next(source)
                 except StopIteration:
-                    exhausted = True
                     return
                 if too_long:
                     flags[number] = (
@@ -623,11 +620,7 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
             return None, None, 0, 0
         except csv.Error as exc:
             return [], str(exc), record[0][0] if record else 0, record[-1][0] if record else 0
-        start, end = record[0][0], record[-1][0]
-        if end > start and exhausted and _unclosed_quote("".join(t for _, t in record)):
-            # The file ended inside a quoted field: csv returns it without a word.
-            return [], "a quoted field is never closed", start, end
-        return row, None, start, end
+        return row, None, record[0][0], record[-1][0]
 
     reader = csv.reader(feed())
     header: list[str] | None = None
@@ -642,6 +635,12 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
         problem = take_flags(start, end)
         if problem is not None and "longer than" in problem:
             raise InputError(f"the CSV header of {name} (line {start}) is unusable: {problem}")
+        if end > start and any(cell.strip() for cell in row):
+            # Column names never span lines: a stray quote would take the rows below along.
+            raise InputError(
+                f"the CSV header of {name} runs over lines {start}-{end}: a quote in it is not "
+                "closed on its own line"
+            )
         if any(cell.strip() for cell in row):
             header = row
 
@@ -666,11 +665,14 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
         row, error, start, end = next_record(reader)
         if row is None:
             return
+        if error is None and end > start:
+            error = _stray_quote(record, row, token_col)
         if error is not None:
             swallowed = record[1:]
             take_flags(start, start)
             span = f" (swallowing lines {start + 1}-{end}, read again)" if swallowed else ""
-            yield _bad("", start, f"line {start}: CSV record cannot be parsed{span}: {error}")
+            cell = _first_line_cell(record, token_col)
+            yield _bad(cell, start, f"line {start}: CSV record cannot be parsed{span}: {error}")
             # Read the swallowed lines again as records of their own, with a fresh parser (the
             # old one is mid-field). Bounded: at most csv's field limit of text.
             replay.extendleft(reversed(swallowed))
@@ -696,14 +698,34 @@ def _read_csv(lines: Iterator[_Line], name: str) -> Iterator[InputItem]:
             yield _entry(cell, start, issued)
 
 
-def _unclosed_quote(text: str) -> bool:
-    """Whether `text` (one CSV record) ends inside a quoted field."""
+def _first_line_cell(record: list[tuple[int, str]], token_col: int) -> str:
+    """The token cell of a broken record's first line read on its own ("" if unreadable), so
+    its bad-record line names the token."""
     try:
-        for _ in csv.reader(io.StringIO(text), strict=True):
-            pass
+        first = next(csv.reader([record[0][1]]), []) if record else []
     except csv.Error:
-        return True
-    return False
+        return ""
+    return _trim(first[token_col]).strip() if token_col < len(first) else ""
+
+
+def _stray_quote(record: list[tuple[int, str]], row: list[str], token_col: int) -> str | None:
+    """Why a record that runs over several lines is a stray quote, or None if it reads as a
+    proper multi-line quoted field (RFC 4180 allows those, in a note or address column).
+
+    A token never holds a line break; and a field that is proper CSV closes its quote cleanly
+    (csv's strict mode): a quote opened by mistake ends at the end of the file, or at the next
+    stray quote with text glued after it."""
+    cell = row[token_col] if token_col < len(row) else ""
+    if "\n" in cell or "\r" in cell:
+        return "a quote in the token column runs over several lines (a stray quote?)"
+    try:
+        for _ in csv.reader(io.StringIO("".join(text for _, text in record)), strict=True):
+            pass
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return "a quoted field is never closed"
+        return f"a quoted field runs over several lines and does not end cleanly ({exc})"
+    return None
 
 
 _ENTRY_LINE = re.compile(rb"^[ \t\xef\xbb\xbf]*[^\s#]", re.MULTILINE)

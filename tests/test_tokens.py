@@ -205,12 +205,20 @@ def test_csv_multiline_records_keep_physical_line_numbers() -> None:
         b'a,"two\r\nlines"\r\n'  # record on lines 2-3
         b'b,"three\nphysical\nlines"\n'  # lines 4-6
         b"c,plain\n"  # line 7
-        b'"d\ne",x\n'  # lines 8-9: newline inside the token itself
+        b'"d\ne",x\n'  # lines 8-9: newline inside the token itself: a stray quote
         b"f,x\n"  # line 10
     )
     items = from_stdin(data, "csv")
-    assert lines_of(items) == [("ok", 2), ("ok", 4), ("ok", 7), ("bad", 8), ("ok", 10)]
-    assert [i.token for i in items] == ["a", "b", "c", "d\ne", "f"]
+    # A token never spans lines: line 8 is reported, and line 9 is read again on its own.
+    assert lines_of(items) == [
+        ("ok", 2),
+        ("ok", 4),
+        ("ok", 7),
+        ("bad", 8),
+        ("ok", 9),
+        ("ok", 10),
+    ]
+    assert [i.token for i in items] == ["a", "b", "c", "d", 'e"', "f"]
 
 
 def test_csv_without_token_column_is_an_input_error(tmp_path: Path) -> None:
@@ -224,8 +232,27 @@ def test_csv_without_token_column_is_an_input_error(tmp_path: Path) -> None:
 def test_csv_header_with_quoted_newline_gives_a_one_line_error() -> None:
     with pytest.raises(InputError) as info:
         from_stdin(b'"id\nx",name\n1,2\n', "csv")
-    assert "(header: id\\nx, name)" in str(info.value)
+    assert "header of standard input runs over lines 1-2" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_csv_header_whose_quote_swallows_rows_is_refused_not_silently_shortened() -> None:
+    rows = b"".join(b"csvtok-%04d,,n%d\n" % (i, i) for i in range(9))
+    with pytest.raises(InputError, match="runs over lines 1-10"):
+        from_stdin(
+            b'SdkToken,issued_at,"note\n' + rows[:-1] + b'csvtok-0008,,n8"\nlast,,x\n', "csv"
+        )
+
+
+def test_csv_two_stray_quotes_do_not_swallow_the_rows_between_them() -> None:
+    rows = [b"csvtok-%04d,,x\n" % i for i in range(20)]
+    rows[3] = b'csvtok-0003,,"oops\n'
+    rows[10] = b'csvtok-0010,,"again\n'
+    items = from_stdin(b"SdkToken,issued_at,note\n" + b"".join(rows), "csv")
+    bad = [i for i in items if isinstance(i, BadEntry)]
+    assert [(b.line, b.token) for b in bad] == [(5, "csvtok-0003"), (12, "csvtok-0010")]
+    good = [i.token for i in items if not isinstance(i, BadEntry)]
+    assert good == [f"csvtok-{i:04d}" for i in range(20) if i not in (3, 10)]
 
 
 def test_csv_semicolon_header_gets_a_hint() -> None:
@@ -255,7 +282,7 @@ def test_csv_quote_never_closed_does_not_swallow_the_rest_of_the_file() -> None:
     items = from_stdin(b'SdkToken,issued_at,name\nq1,,"Brien\n' + rows, "csv")
     first = items[0]
     assert isinstance(first, BadEntry)
-    assert (first.line, first.token) == (2, "")
+    assert (first.line, first.token) == (2, "q1")
     assert "a quoted field is never closed" in first.reason
     assert items[1:] == [ok(f"q{i}", i + 1) for i in range(2, 40)]
 
