@@ -8,7 +8,6 @@ import contextlib
 import functools
 import itertools
 import logging
-import math
 import os
 import signal
 import stat
@@ -19,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from poller.engine import RunStats, format_summary
-from poller.logs import register_secret, setup_logging
+from poller.logs import LogFormat, register_secret, setup_logging
 from poller.plan import format_plan, make_plan
 from poller.records import JsonlSink
 from poller.resume import OutputLock, ResumeError, load_resume_state
@@ -135,12 +134,11 @@ def _add_run_parser(sub: Any) -> None:
         "e.g. for node_exporter's textfile collector",
     )
     p.add_argument(
-        "--log-format", choices=("text", "json"), default="text", help="stderr log format"
+        "--log-format", choices=("text", "json"), help="stderr log format (default text)"
     )
     p.add_argument(
         "--progress-interval",
         type=float,
-        default=60.0,
         metavar="SECONDS",
         help="when stderr is not a terminal (cron), one progress line this often (default 60)",
     )
@@ -193,6 +191,9 @@ RUN_FLAGS = (
     "max_pending_wait",
     "max_token_age",
     "grace_period",
+    "metrics_file",
+    "log_format",
+    "progress_interval",
 )
 
 
@@ -265,9 +266,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    setup_logging(args.verbose, args.quiet, args.log_format)
     flags = {name: getattr(args, name) for name in RUN_FLAGS}
     settings, warnings = build_settings(config_path=args.config, flags=flags, env=os.environ)
+    # Checked by the settings to be one of the two.
+    setup_logging(args.verbose, args.quiet, cast(LogFormat, settings.log_format))
     if settings.credentials is not None:
         # Defence in depth: even a log call that should never carry a secret cannot leak it.
         register_secret(settings.credentials.secret_key)
@@ -275,10 +277,6 @@ def _run_command(args: argparse.Namespace) -> int:
             register_secret(settings.credentials.session_token)
     for warning in warnings:
         log.warning("warning: %s", warning)
-    if not (math.isfinite(args.progress_interval) and args.progress_interval > 0):
-        raise UserError(
-            f"--progress-interval must be above 0 seconds, got {args.progress_interval}."
-        )
     input_format = cast(Format | None, settings.input_format or None)
     items = _open_input(args.tokens, input_format)
     # The bar's total comes from a second read of the input, so only where a second read
@@ -335,9 +333,9 @@ def _run_command(args: argparse.Namespace) -> int:
                 expired_before=state.was_expired_locally if state else None,
                 handle_signals=True,
                 progress=not args.quiet,
-                progress_interval=args.progress_interval,
+                progress_interval=settings.progress_interval,
                 count_entries=count_entries,
-                metrics_file=args.metrics_file,
+                metrics_file=settings.metrics_file or None,
             )
         )
     stats: RunStats = engine.stats

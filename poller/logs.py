@@ -165,10 +165,13 @@ class _Handler(logging.StreamHandler[TextIO]):
             super().emit(record)
 
 
+LogFormat = Literal["text", "json"]
+
+
 def setup_logging(
     verbose: int,
     quiet: bool,
-    fmt: Literal["text", "json"] = "text",
+    fmt: LogFormat = "text",
     stream: TextIO | None = None,
 ) -> None:
     """Configure the "poller" logger for a run.

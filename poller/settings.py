@@ -85,6 +85,12 @@ class Settings:
     ca_bundle: str = ""
     max_response_bytes: int = 8 * 1024 * 1024
     input_format: str = ""  # "", "text", "csv" or "jsonl" ("" = by file extension)
+    # Prometheus text metrics for node_exporter's textfile collector, replaced atomically every
+    # 15 s and at exit; "" writes none.
+    metrics_file: str = ""
+    log_format: str = "text"  # stderr log lines: "text", or "json" for log shippers
+    # When stderr is not a terminal (cron), one progress line this often, in seconds.
+    progress_interval: float = 60.0
     credentials: Credentials | None = field(default=None, compare=False)
 
     @property
@@ -237,6 +243,12 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
             "input_format",
             s.input_format in ("", "text", "csv", "jsonl"),
             "input_format must be text, csv or jsonl",
+        ),
+        ("log_format", s.log_format in ("text", "json"), "log_format must be text or json"),
+        (
+            "progress_interval",
+            s.progress_interval > 0,
+            f"progress_interval must be above 0 seconds, got {s.progress_interval:g}",
         ),
     ]
     for name, ok, message in checks:

@@ -337,3 +337,42 @@ def test_an_empty_input_is_a_warning_not_silence(
     code = main(["run", "--tokens", str(empty), "--output", str(env / "out.jsonl")])
     assert code == 0  # an empty night is legal...
     assert "the input held no tokens" in capsys.readouterr().err  # ...but cron hears of it
+
+
+def test_observability_settings_come_from_the_config_and_the_environment_too(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, item 5: under cron a config file or the environment sets these, not flags."""
+    metrics = env / "poller.prom"
+    config = env / "poller.toml"
+    config.write_text(f'metrics_file = "{metrics}"\nprogress_interval = 5.0\n')
+    monkeypatch.setenv("FACEID_POLLER_LOG_FORMAT", "json")
+    server = ScriptedServer({"a": [ok()]})
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        code = main(
+            [
+                "run",
+                "--tokens",
+                _tokens(env),  # no tokens: a warning, logged in the configured format
+                "--output",
+                str(env / "o.jsonl"),
+                "--config",
+                str(config),
+                "-v",
+            ]
+        )
+    assert code == 0
+    assert "faceid_poller_exit_status 0.0" in metrics.read_text()
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line[:1] == "{"]
+    assert any("the input held no tokens" in entry["message"] for entry in logged)
+
+
+def test_a_bad_log_format_in_the_config_is_one_sentence(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = env / "poller.toml"
+    config.write_text('log_format = "xml"\n')
+    code = main(["run", "--tokens", _tokens(env, "a"), "--config", str(config)])
+    assert code == 2
+    _assert_one_sentence(capsys.readouterr().err)

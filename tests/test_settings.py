@@ -143,6 +143,9 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
         "max_pending_wait": "70",
         "max_token_age": "3600",
         "grace_period": "2.5",
+        "metrics_file": "/var/lib/node_exporter/textfile/faceid_poller.prom",
+        "log_format": "json",
+        "progress_interval": "300",
     }
     assert set(raw) == set(FIELD_NAMES)  # a new field must be added here too
     env = {ENV_PREFIX + name.upper(): value for name, value in raw.items()}
@@ -153,6 +156,9 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
     assert settings.rate == 18.0
     assert (settings.recheck_after, settings.max_pending_wait) == (7.0, 70.0)
     assert (settings.max_token_age, settings.grace_period) == (3600.0, 2.5)
+    assert settings.metrics_file == "/var/lib/node_exporter/textfile/faceid_poller.prom"
+    assert settings.log_format == "json"
+    assert settings.progress_interval == 300.0
     assert settings.rate_margin == 0.1
     assert settings.concurrency == 3
     assert settings.max_attempts == 2
