@@ -297,8 +297,14 @@ class Engine:
             # Decided by the *input*, so not final (SPEC §2): the next run reads the fixed
             # export and decides afresh instead of skipping the token as settled.
             error = ErrorInfo("InvalidInput", item.reason)
-            await self._emit(
-                token=item.token, status=Status.INVALID_TOKEN, final=False, attempts=0, error=error
+            await self._write(
+                self._line(
+                    token=item.token,
+                    status=Status.INVALID_TOKEN,
+                    final=False,
+                    attempts=0,
+                    error=error,
+                )
             )
         else:
             age = self._triage.age(item.issued_at) or 0.0
@@ -308,8 +314,10 @@ class Engine:
                 f"issued {age / 3600:.1f} h ago, past the "
                 f"{self.settings.max_token_age / 3600:.3g} h query window; not sent",
             )
-            await self._emit(
-                token=item.token, status=Status.EXPIRED, final=True, attempts=0, error=error
+            await self._write(
+                self._line(
+                    token=item.token, status=Status.EXPIRED, final=True, attempts=0, error=error
+                )
             )
 
     async def _work(self) -> None:
@@ -426,14 +434,16 @@ class Engine:
             return await self._settle_stopped(job, state)
         except FatalRunError as fatal:
             # The token did reach the server: its line says why the run stopped (not final).
-            await self._emit(
-                token=job.token,
-                status=Status.ERROR,
-                final=False,
-                attempts=job.attempts,
-                error=ErrorInfo(fatal.code, fatal.message),
-                request_id=fatal.request_id,
-                job=job,
+            await self._write(
+                self._line(
+                    token=job.token,
+                    status=Status.ERROR,
+                    final=False,
+                    attempts=job.attempts,
+                    error=ErrorInfo(fatal.code, fatal.message),
+                    request_id=fatal.request_id,
+                ),
+                job,
             )
             raise
         if reply.error is not None:
@@ -445,13 +455,15 @@ class Engine:
         self._check_breaker(None)
         if status is Status.PENDING and await self._recheck_later(job, reply):
             return None
-        return await self._emit(
-            token=job.token,
-            status=status,
-            final=status is not Status.PENDING,
-            attempts=job.attempts,
-            response=reply.response,
-            job=job,
+        return await self._write(
+            self._line(
+                token=job.token,
+                status=status,
+                final=status is not Status.PENDING,
+                attempts=job.attempts,
+                response=reply.response,
+            ),
+            job,
         )
 
     async def _recheck_later(self, job: Job, reply: Reply) -> bool:
@@ -534,14 +546,16 @@ class Engine:
             message += f" (throttled {state.throttled} times in a row; the account's quota is busy)"
         elif state.budget_denied:
             message += " (the run's retry budget is spent: too many failures at once)"
-        record = await self._emit(
-            token=job.token,
-            status=Status.ERROR,
-            final=False,
-            attempts=job.attempts,
-            error=ErrorInfo(fault.code, message),
-            request_id=fault.request_id,
-            job=job,
+        record = await self._write(
+            self._line(
+                token=job.token,
+                status=Status.ERROR,
+                final=False,
+                attempts=job.attempts,
+                error=ErrorInfo(fault.code, message),
+                request_id=fault.request_id,
+            ),
+            job,
         )
         self._check_breaker(fault.code, gave_up=fault.klass)
         return record
@@ -554,16 +568,18 @@ class Engine:
             ErrorClass.EXPIRED: Status.EXPIRED,
             ErrorClass.INVALID_TOKEN: Status.INVALID_TOKEN,
         }.get(klass, Status.ERROR)
-        record = await self._emit(
-            token=job.token,
-            status=status,
-            # SPEC §2: a code the table does not know is not final (not retried within the
-            # run; the next run asks again), so a new code never marks a whole night settled.
-            final=status is not Status.ERROR,
-            attempts=job.attempts,
-            error=ErrorInfo(reply.error.code, reply.error.message),
-            request_id=reply.request_id,
-            job=job,
+        record = await self._write(
+            self._line(
+                token=job.token,
+                status=status,
+                # SPEC §2: a code the table does not know is not final (not retried within the
+                # run; the next run asks again), so a new code never marks a whole night settled.
+                final=status is not Status.ERROR,
+                attempts=job.attempts,
+                error=ErrorInfo(reply.error.code, reply.error.message),
+                request_id=reply.request_id,
+            ),
+            job,
         )
         self._check_breaker(reply.error.code if status is Status.ERROR else None)
         return record
@@ -739,32 +755,9 @@ class Engine:
             detail=self.settings.detail,
         )
 
-    async def _emit(
-        self,
-        *,
-        token: str,
-        status: Status,
-        final: bool,
-        attempts: int,
-        response: dict[str, Any] | None = None,
-        error: ErrorInfo | None = None,
-        request_id: str | None = None,
-        job: Job | None = None,
-    ) -> dict[str, Any]:
-        record = self._line(
-            token=token,
-            status=status,
-            final=final,
-            attempts=attempts,
-            response=response,
-            error=error,
-            request_id=request_id,
-        )
-        await self._write(record, job)
-        return record
-
-    async def _write(self, record: dict[str, Any], job: Job | None) -> None:
-        """Hand a line to the writer; waits while a slow reader holds the buffer full."""
+    async def _write(self, record: dict[str, Any], job: Job | None = None) -> dict[str, Any]:
+        """Hand a line to the writer (waiting while a slow reader holds the buffer full);
+        returns it."""
         assert self._writer is not None, "lines are written only while the engine runs"
         if job is not None:
             job.line_handed = True
@@ -783,6 +776,7 @@ class Engine:
                 self.stats.count(record)
             raise
         self.stats.count(record)
+        return record
 
     def _write_now(self, record: dict[str, Any], job: Job | None) -> None:
         """Hand a line over at once, past the buffer's bound: for the few lines of a stop."""
