@@ -27,13 +27,16 @@ async def _bash(command: str) -> tuple[int, bytes, bytes]:
     return proc.returncode, out, err
 
 
+def _poller_run(tmp_path: Path, tokens: str, rest: str) -> str:
+    """The shell command `poller run --tokens FILE REST`, FILE holding `tokens`."""
+    path = tmp_path / "t.txt"
+    path.write_text(tokens)
+    return f"{shlex.quote(sys.executable)} -m poller run --tokens {shlex.quote(str(path))} {rest}"
+
+
 async def test_closed_stdout_with_output_dash_is_one_sentence_exit_2(tmp_path: Path) -> None:
-    tokens = tmp_path / "t.txt"
-    tokens.write_text("a1\n")
-    poller = f"{shlex.quote(sys.executable)} -m poller"
     code, _, err = await _bash(
-        f"{poller} run --tokens {shlex.quote(str(tokens))} --output - "
-        "--endpoint http://127.0.0.1:9 >&-"
+        _poller_run(tmp_path, "a1\n", "--output - --endpoint http://127.0.0.1:9 >&-")
     )
     assert code == 2
     assert err.decode().strip() == (
@@ -42,15 +45,13 @@ async def test_closed_stdout_with_output_dash_is_one_sentence_exit_2(tmp_path: P
 
 
 async def test_closed_stderr_keeps_stdout_pure_json_lines(tmp_path: Path) -> None:
-    tokens = tmp_path / "t.txt"
-    tokens.write_text("a1\na2\n")
-    poller = f"{shlex.quote(sys.executable)} -m poller"
     async with running_simulator(
         SimulatorConfig(any_token=True, rate=200.0, pending_share=0.0)
     ) as sim:
         code, out, _ = await _bash(
-            f"{poller} run --tokens {shlex.quote(str(tokens))} --output - "
-            f"--endpoint {sim.endpoint} --rate 200 2>&-"
+            _poller_run(
+                tmp_path, "a1\na2\n", f"--output - --endpoint {sim.endpoint} --rate 200 2>&-"
+            )
         )
     assert code == 0
     lines = out.decode().splitlines()
@@ -58,12 +59,8 @@ async def test_closed_stderr_keeps_stdout_pure_json_lines(tmp_path: Path) -> Non
 
 
 async def test_closed_stdout_with_dry_run_is_one_sentence_exit_2(tmp_path: Path) -> None:
-    tokens = tmp_path / "t.txt"
-    tokens.write_text("a1\n")
-    poller = f"{shlex.quote(sys.executable)} -m poller"
     code, _, err = await _bash(
-        f"{poller} run --tokens {shlex.quote(str(tokens))} --dry-run "
-        "--endpoint http://127.0.0.1:9 >&-"
+        _poller_run(tmp_path, "a1\n", "--dry-run --endpoint http://127.0.0.1:9 >&-")
     )
     assert code == 2
     assert err.decode().strip() == (
