@@ -1,5 +1,5 @@
-"""`python -m bench.resume_probe PATH`: time `poller.resume.load_resume_state(PATH)` in a process
-of its own (so its peak RSS is the loader's), print `{"seconds": s, "entries": n}`."""
+"""`python -m bench.resume_probe PATH`: time `poller.output.resume.load_resume_state(PATH)`
+in a process of its own (so its peak RSS is the loader's), print `{"seconds": s, "entries": n}`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 
 def main() -> int:
-    from poller.resume import load_resume_state
+    from poller.output.resume import load_resume_state
 
     started = time.perf_counter()
     state = load_resume_state(sys.argv[1])

@@ -34,7 +34,8 @@ EXIT_SIGTERM = 143
 def write_output_file(path: Path, lines: int) -> Path:
     """`lines` result lines as the poller writes them (summary detail), plus one torn last line
     (what a crash leaves behind), over distinct tokens: a mix of final and not-final statuses."""
-    from poller.records import Detail, ErrorInfo, Status, build_record, encode_record
+    from poller.config.settings import Detail
+    from poller.output.records import ErrorInfo, Status, build_record, encode_record
 
     checked_at = time.time()
     response = {"Result": "0", "Description": "Success", "ChargeCount": 1, "RequestId": "r"}
@@ -71,8 +72,8 @@ def write_output_file(path: Path, lines: int) -> Path:
 
 
 def measure_resume(lines: int, workdir: Path) -> tuple[ChildResult | None, dict[str, float | None]]:
-    """None when `poller.resume` does not exist yet (it is being written on another branch)."""
-    if importlib.util.find_spec("poller.resume") is None:
+    """None when `poller.output.resume` does not exist (it was written on another branch)."""
+    if importlib.util.find_spec("poller.output.resume") is None:
         return None, {}
     output = write_output_file(workdir / "resume.jsonl", lines)
     child = run_child((PYTHON, "-m", "bench.resume_probe", str(output)), timeout=300)
@@ -131,7 +132,7 @@ def run(sizes: Sizes) -> Section:
                 why=""
                 if child.maxrss_mb <= RSS_TARGET_MB
                 else (
-                    "the de-duplication set in `poller.triage` holds every token as a str "
+                    "the de-duplication set in `poller.input.triage` holds every token as a str "
                     "(~124 MB per million UUID-shaped tokens, measured); 16-byte blake2b "
                     "digests would take ~93 MB, 64-bit ints ~78 MB"
                 ),
@@ -140,7 +141,7 @@ def run(sizes: Sizes) -> Section:
     if resume_child is None:
         section.tables.append(
             Table(("resume state", "lines", "seconds", "peak RSS MB"),
-                  [["`poller.resume.load_resume_state`", f"{sizes.resume_lines:,}",
+                  [["`poller.output.resume.load_resume_state`", f"{sizes.resume_lines:,}",
                     "not available", "not available"]])
         )  # fmt: skip
         section.targets.append(
@@ -149,7 +150,7 @@ def run(sizes: Sizes) -> Section:
                 goal=f"<= {RESUME_TARGET_S:g} s",
                 value="not available",
                 met=None,
-                why="`poller.resume` is not on this branch yet; the measurement runs once it is",
+                why="`poller.output.resume` is not on this branch; the measurement runs once it is",
             )
         )
     else:
@@ -158,7 +159,7 @@ def run(sizes: Sizes) -> Section:
         section.tables.append(
             Table(
                 ("resume state", "lines", "entries loaded", "seconds", "peak RSS MB"),
-                [["`poller.resume.load_resume_state`", f"{sizes.resume_lines:,}",
+                [["`poller.output.resume.load_resume_state`", f"{sizes.resume_lines:,}",
                   "n/a" if entries is None else f"{int(entries):,}", f"**{seconds:.2f}**",
                   f"{resume_child.maxrss_mb:.0f}"]],
             )

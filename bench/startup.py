@@ -26,8 +26,8 @@ from bench.procs import (
 TARGET_S = 0.5
 TOKENS = 20
 # Imports worth naming in the start-up table: the big third-party ones and the poller's own.
-WATCHED = ("aiohttp", "poller.simulator", "poller.settings", "tenacity", "aiolimiter",
-           "poller.tokens")  # fmt: skip
+WATCHED = ("aiohttp", "poller.simulator", "poller.config.settings", "tenacity", "aiolimiter",
+           "poller.input.tokens")  # fmt: skip
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|\s+(\S+)$")
 
 

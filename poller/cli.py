@@ -17,14 +17,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
-from poller.engine import RunStats, format_summary
-from poller.logs import LogFormat, register_secret, setup_logging
-from poller.plan import format_plan, make_plan
-from poller.records import JsonlSink
-from poller.resume import OutputLock, ResumeError, load_resume_state
-from poller.runner import run_job
-from poller.settings import ConfigError, build_settings
-from poller.tokens import (
+from poller.config.settings import ConfigError, build_settings
+from poller.input.plan import format_plan, make_plan
+from poller.input.tokens import (
     Format,
     InputError,
     InputItem,
@@ -32,7 +27,12 @@ from poller.tokens import (
     is_regular_file,
     read_tokens,
 )
-from poller.triage import Triage
+from poller.input.triage import Triage
+from poller.job import run_job
+from poller.observability.logs import LogFormat, register_secret, setup_logging
+from poller.output.records import JsonlSink
+from poller.output.resume import OutputLock, ResumeError, load_resume_state
+from poller.pipeline.engine import RunStats, format_summary
 
 log = logging.getLogger("poller")
 

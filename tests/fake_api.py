@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poller.client import FaceIdClient, Reply, TransportFault, parse_reply
-from poller.engine import Engine
-from poller.pacing import RetryBudget
-from poller.records import JsonlSink
-from poller.settings import Settings
-from poller.tokens import TokenEntry
+from poller.api.client import FaceIdClient, Reply, TransportFault, parse_reply
+from poller.config.settings import Settings
+from poller.input.tokens import TokenEntry
+from poller.output.records import JsonlSink
+from poller.pipeline.engine import Engine
+from poller.pipeline.pacing import RetryBudget
 from tests.helpers import run_virtual
 
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from aioresponses import CallbackResult
 
-from poller.settings import Credentials, Settings
+from poller.config.settings import Credentials, Settings
 
 T = TypeVar("T")
 

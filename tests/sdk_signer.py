@@ -1,6 +1,6 @@
 """An independent TC3-HMAC-SHA256 expectation for tests: Tencent's official SDK signs, not us.
 
-`poller.signing.sign` is what the client (and the simulator's verifier) use, so a test that
+`poller.api.signing.sign` is what the client (and the simulator's verifier) use, so a test that
 computes its expectation with it can only prove that the client calls it, not that the result is
 right. Here the official SDK's own signing path (`tencentcloud-sdk-python-intl-en`, a dev
 dependency) signs the exact bytes a request carried: its canonical request, string to sign and

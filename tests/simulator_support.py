@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from poller.signing import sign
+from poller.api.signing import sign
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a fixed, round "now" for injected clocks

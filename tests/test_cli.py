@@ -16,10 +16,10 @@ from aioresponses import aioresponses
 
 from poller import cli
 from poller.cli import main
-from poller.engine import RunStats
-from poller.pacing import Pacer
-from poller.settings import FIELD_NAMES, Settings
-from poller.tokens import InputItem
+from poller.config.settings import FIELD_NAMES, Settings
+from poller.input.tokens import InputItem
+from poller.pipeline.engine import RunStats
+from poller.pipeline.pacing import Pacer
 from tests.helpers import SECRET_KEY, URL, ScriptedServer, api_error, ok
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,7 +165,7 @@ def test_tls_verification_stays_on_and_a_ca_bundle_is_added() -> None:
 
     import certifi
 
-    from poller.runner import ssl_context
+    from poller.job import ssl_context
     from tests.helpers import make_settings
 
     default = ssl_context(make_settings())
@@ -189,7 +189,7 @@ def test_console_script_and_module_entry_points() -> None:
 
 
 def test_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from poller.runner import proxy_for
+    from poller.job import proxy_for
 
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)

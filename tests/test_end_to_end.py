@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from poller.records import JsonlSink
-from poller.runner import run_job
-from poller.settings import Credentials
+from poller.config.settings import Credentials
+from poller.input.tokens import read_tokens
+from poller.job import run_job
+from poller.output.records import JsonlSink
 from poller.simulator import (
     DEMO_SECRET_ID,
     DEMO_SECRET_KEY,
@@ -30,7 +31,6 @@ from poller.simulator import (
 )
 from poller.simulator.app import SIMULATOR_KEY
 from poller.simulator.outcomes import FAILURES, render_result
-from poller.tokens import read_tokens
 from tests.helpers import make_settings
 
 DEMO = Credentials(DEMO_SECRET_ID, DEMO_SECRET_KEY)

@@ -17,15 +17,15 @@ from typing import Any
 
 import pytest
 
-from poller.client import TransportFault
-from poller.engine import Engine, RunStats
-from poller.records import JsonlSink
-from poller.runner import _Stopper
-from poller.tokens import TokenEntry
-from poller.writer import LineWriter
+from poller.api.client import TransportFault
+from poller.input.tokens import TokenEntry
+from poller.job import _Stopper
+from poller.output.records import JsonlSink
+from poller.output.writer import LineWriter
+from poller.pipeline.engine import Engine, RunStats
 from tests.fake_api import FakeClient, FakeStep, Slow, run_engine_virtual
 from tests.helpers import make_settings, ok
-from tests.test_output_backpressure import StalledSink, _spin_until
+from tests.output.test_writer import StalledSink, _spin_until
 
 
 def test_two_signals_at_once_still_write_tokens_waiting_for_a_retry_or_recheck(

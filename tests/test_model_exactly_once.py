@@ -32,8 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from poller.input.tokens import BadEntry, read_tokens
 from poller.simulator import SimulatorConfig, running_simulator
-from poller.tokens import BadEntry, read_tokens
 from tests.model_support import (
     ENV,
     MAX_RUNS,
@@ -189,7 +189,7 @@ async def test_an_unlisted_code_on_every_token_trips_the_breaker(tmp_path: Path)
 _CLIENT = """
 import http.client, json, signal, sys, time
 from urllib.parse import urlsplit
-from poller.signing import sign
+from poller.api.signing import sign
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY
 stopped = False
 def on_signal(*_):

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from poller.pacing import RECOVERY_HOLD, RECOVERY_STEPS, SLOWDOWN_FACTOR, Pacer
+from poller.pipeline.pacing import RECOVERY_HOLD, RECOVERY_STEPS, SLOWDOWN_FACTOR, Pacer
 from tests.helpers import max_in_window, run_virtual
 
 

@@ -13,14 +13,14 @@ import certifi
 import pytest
 from aioresponses import aioresponses
 
+from poller.api.client import FaceIdClient
 from poller.cli import main
-from poller.client import FaceIdClient
-from poller.engine import Engine
-from poller.reader import ThreadedReader
-from poller.records import JsonlSink
-from poller.settings import ConfigError, build_settings
-from poller.tokens import BadEntry, InputError, InputItem, TokenEntry
-from poller.triage import Triage, Verdict
+from poller.config.settings import ConfigError, build_settings
+from poller.input.reader import ThreadedReader
+from poller.input.tokens import BadEntry, InputError, InputItem, TokenEntry
+from poller.input.triage import Triage, Verdict
+from poller.output.records import JsonlSink
+from poller.pipeline.engine import Engine
 from tests.helpers import URL, ScriptedServer, api_error, make_settings, ok
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
-from poller.client import TransportFault
-from poller.engine import Engine
-from poller.records import JsonlSink
-from poller.runner import _Stopper
-from poller.settings import Settings
-from poller.tokens import InputError, InputItem, TokenEntry
-from poller.workqueue import Job, WorkQueue
+from poller.api.client import TransportFault
+from poller.config.settings import Settings
+from poller.input.tokens import InputError, InputItem, TokenEntry
+from poller.job import _Stopper
+from poller.output.records import JsonlSink
+from poller.pipeline.engine import Engine
+from poller.pipeline.workqueue import Job, WorkQueue
 from tests.fake_api import FakeClient, Slow, run_engine_virtual
 from tests.helpers import make_settings, ok, run_virtual
 

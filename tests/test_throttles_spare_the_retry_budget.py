@@ -8,12 +8,12 @@ from typing import Any
 
 from tenacity import RetryCallState
 
-from poller.client import TransportFault
-from poller.engine import Engine, RetryableFault, format_summary
-from poller.errors import ErrorClass
-from poller.pacing import RetryBudget
-from poller.records import JsonlSink
-from poller.settings import Settings
+from poller.api.client import TransportFault
+from poller.api.outcomes import ErrorClass
+from poller.config.settings import Settings
+from poller.output.records import JsonlSink
+from poller.pipeline.engine import Engine, RetryableFault, format_summary
+from poller.pipeline.pacing import RetryBudget
 from tests.fake_api import FakeClient, FakeStep, run_engine_virtual
 from tests.helpers import api_error, make_settings, ok, run_virtual
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from poller.breaker import Breaker
-from poller.client import TransportFault
-from poller.engine import Engine
-from poller.settings import Settings
+from poller.api.client import TransportFault
+from poller.config.settings import Settings
+from poller.pipeline.breaker import Breaker
+from poller.pipeline.engine import Engine
 from tests.fake_api import FakeClient, FakeStep, run_engine_virtual
 from tests.helpers import api_error, make_settings, ok
 

@@ -1,6 +1,6 @@
 """An embedded FaceID simulator (aiohttp.web) for tests, demos and benchmarks.
 
-It signs and verifies with `poller.signing` and imports nothing else from the poller, so the
+It signs and verifies with `poller.api.signing` and imports nothing else from the poller, so the
 poller's tests exercise the client against an independent server rather than against itself.
 """
 

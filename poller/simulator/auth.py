@@ -1,6 +1,6 @@
 """TC3-HMAC-SHA256 verification as the real gateway does it, pure and I/O-free.
 
-The simulator recomputes the signature with the project's own signer (`poller.signing.sign`)
+The simulator recomputes the signature with the project's own signer (`poller.api.signing.sign`)
 from the bytes it received, so a client that signs anything other than those exact bytes, Host
 and Content-Type fails here exactly as it would against Tencent Cloud.
 """
@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from poller.signing import ALGORITHM, SIGNED_HEADERS, sign, utc_date
+from poller.api.signing import ALGORITHM, SIGNED_HEADERS, sign, utc_date
 
 from .config import MAX_SKEW_SECONDS, SERVICE
 

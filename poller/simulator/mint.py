@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from poller.signing import sign
+from poller.api.signing import sign
 
 from .config import ACTION_APPLY, API_VERSION, SERVICE
 

@@ -1,0 +1,384 @@
+"""Settings: TOML file, then environment, then flags (flags win) into one frozen object.
+
+Defaults live only in `Settings`' field defaults; config.example.toml mirrors them and a test
+keeps the two in step. Every problem a user can cause is a `ConfigError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import difflib
+import ipaddress
+import math
+import os
+import ssl
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from poller.errors import PollerError
+
+DEFAULT_ENDPOINT = "https://faceid.intl.tencentcloudapi.com"
+REGIONS = ("ap-singapore", "ap-bangkok", "ap-hongkong", "ap-jakarta", "sa-saopaulo")
+ENV_PREFIX = "FACEID_POLLER_"
+
+
+class Detail(StrEnum):
+    """How much of the answer a line keeps (`detail` setting)."""
+
+    FULL = "full"
+    # For users who only reconcile codes and charges: no `response`, so no personal data.
+    SUMMARY = "summary"
+
+
+class ConfigError(PollerError):
+    """A user-caused settings problem; the message is shown as-is, followed by exit 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    secret_id: str
+    secret_key: str = field(repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    source: str = "environment"
+
+    def __repr__(self) -> str:  # the key and token never reach a log, even via repr()
+        return f"Credentials(secret_id={self.secret_id!r}, secret_key=***, source={self.source!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of `poller run`. Field comments are the documentation users read."""
+
+    endpoint: str = DEFAULT_ENDPOINT
+    region: str = "ap-singapore"
+    language: str = ""  # "", "en-US" or "zh-CN" (X-TC-Language)
+    # The account's quota for this API in requests/s (20 by default, SPEC §1).
+    rate: float = 20.0
+    # Pace this fraction under the quota: network jitter bunches arrivals (SPEC §5).
+    rate_margin: float = 0.05
+    concurrency: int = 32
+    max_attempts: int = 6  # total attempts per token, first one included
+    # A throttled attempt (RequestLimitExceeded) slows the pace but is no failure: it draws
+    # neither on max_attempts nor on the retry budget, only on this larger per-token bound,
+    # which keeps a permanently throttled account from looping forever.
+    max_throttled_attempts: int = 30
+    timeout: float = 10.0  # seconds per request
+    backoff_base: float = 0.5  # full-jitter backoff: uniform(0, min(cap, base * 2**n))
+    backoff_max: float = 20.0
+    # Run-wide retry budget (token bucket): each retry takes 1, each success gives back
+    # `retry_refill`; an outage then ends in `error` lines instead of a retry storm.
+    retry_budget: float = 200.0
+    retry_refill: float = 0.2
+    # Circuit breaker (SPEC §2): this many tokens in a row settled by the same non-success
+    # outcome (one unlisted error code, or faults that outlasted the retries) stop the run
+    # like a fatal error (exit 3). 0 turns it off.
+    breaker_threshold: int = 50
+    pending_codes: tuple[str, ...] = ("-999", "17")
+    # A pending token is asked again after recheck_after seconds, for up to max_pending_wait
+    # seconds in all; still pending then, it gets a `pending` line and the next run asks again.
+    recheck_after: float = 30.0
+    max_pending_wait: float = 120.0
+    # Tokens answer for 72 h after issue (SPEC §1): with `issued_at` in the input, older tokens
+    # get an `expired` line without a request. 0 turns the local check off.
+    max_token_age: float = 72 * 3600.0
+    # On SIGINT/SIGTERM, requests in flight get this long to finish and be written.
+    grace_period: float = 10.0
+    detail: Detail = Detail.FULL
+    ca_bundle: str = ""
+    max_response_bytes: int = 8 * 1024 * 1024
+    input_format: str = ""  # "", "text", "csv" or "jsonl" ("" = by file extension)
+    # Prometheus text metrics for node_exporter's textfile collector, replaced atomically every
+    # 15 s and at exit; "" writes none.
+    metrics_file: str = ""
+    log_format: str = "text"  # stderr log lines: "text", or "json" for log shippers
+    # When stderr is not a terminal (cron), one progress line this often, in seconds.
+    progress_interval: float = 60.0
+    credentials: Credentials | None = field(default=None, compare=False)
+
+    @property
+    def pacing_rate(self) -> float:
+        return self.rate * (1.0 - self.rate_margin)
+
+    @property
+    def host(self) -> str:
+        """The Host header, with `:port` when the endpoint has one: that is what gets signed."""
+        return urlsplit(self.endpoint).netloc
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "credentials")
+CREDENTIAL_KEYS = ("secret_id", "secret_key", "session_token")
+
+
+def _suggest(key: str, valid: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _kind(default: object) -> str:
+    if isinstance(default, Detail):
+        return "'full' or 'summary'"
+    if isinstance(default, float):
+        return "a finite number"
+    if isinstance(default, int):
+        return "a whole number"
+    if isinstance(default, tuple):
+        return "a list of codes (strings)"
+    return "a string"
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    """Turn a TOML, environment or flag value into the field's type, or say what is wrong."""
+    default = getattr(Settings(), name)
+    where = f"{name} (from {origin})"
+    try:
+        if isinstance(default, bool):
+            raise TypeError
+        if isinstance(default, Detail):
+            return Detail(str(value))
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise TypeError
+            number = float(value)
+            # "inf"/"nan" parse as floats but mean nothing as a rate, a timeout or a budget.
+            if not math.isfinite(number):
+                raise ValueError
+            return number
+        if isinstance(default, int):
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list):
+                raise TypeError
+            # A code is a string; a bare integer is accepted as its decimal form, a bool is not.
+            if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+                raise TypeError
+            return tuple(str(v) for v in value)
+        if not isinstance(value, str):
+            raise TypeError
+        return value
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{where} must be {_kind(default)}, got {value!r}.") from None
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a TOML file.") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} cannot be read (permission denied).") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}).") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}.") from None
+    return data
+
+
+def _check(s: Settings, origins: Mapping[str, str]) -> None:
+    """Validate values; every message names the key and where its value came from."""
+
+    def fail(name: str, message: str) -> ConfigError:
+        return ConfigError(f"{message} (from {origins.get(name, 'the default')}).")
+
+    try:
+        url = urlsplit(s.endpoint)
+    except ValueError:  # e.g. "https://[::1" (an unclosed IPv6 bracket)
+        raise fail("endpoint", f"endpoint {s.endpoint!r} is not a valid URL") from None
+    if url.scheme not in ("https", "http") or not url.hostname:
+        raise fail("endpoint", f"endpoint {s.endpoint!r} must be an https:// URL")
+    # "?" and "#" are checked on the raw text: urlsplit reports an empty query for "https://h?".
+    if url.path not in ("", "/") or "?" in s.endpoint or "#" in s.endpoint:
+        raise fail("endpoint", f"endpoint {s.endpoint!r} must not have a path, query or fragment")
+    if "@" in url.netloc:
+        # user:password@ would end up in the signed Host header (and in logs).
+        raise fail("endpoint", f"endpoint {s.endpoint!r} must not hold a user name or password")
+    try:
+        url.port  # noqa: B018  (raises ValueError for a non-numeric or out-of-range port)
+    except ValueError:
+        raise fail("endpoint", f"endpoint {s.endpoint!r} has an invalid port") from None
+    if url.scheme == "http" and not _is_loopback(url.hostname):
+        raise fail(
+            "endpoint",
+            f"endpoint {s.endpoint!r} uses plain http://, allowed only for a loopback address "
+            "(the simulator); use https://",
+        )
+    if s.region not in REGIONS:
+        raise fail("region", f"region {s.region!r} is not one of {', '.join(REGIONS)}")
+    if s.language not in ("", "en-US", "zh-CN"):
+        raise fail("language", f"language {s.language!r} must be 'en-US', 'zh-CN' or empty")
+    checks: list[tuple[str, bool, str]] = [
+        ("rate", s.rate > 0, "rate must be above 0 requests per second"),
+        ("rate_margin", 0 <= s.rate_margin < 1, "rate_margin must be at least 0 and below 1"),
+        ("concurrency", 1 <= s.concurrency <= 1024, "concurrency must be between 1 and 1024"),
+        ("max_attempts", 1 <= s.max_attempts <= 100, "max_attempts must be between 1 and 100"),
+        (
+            "max_throttled_attempts",
+            1 <= s.max_throttled_attempts <= 1000,
+            "max_throttled_attempts must be between 1 and 1000",
+        ),
+        ("breaker_threshold", s.breaker_threshold >= 0, "breaker_threshold must be at least 0"),
+        ("timeout", s.timeout > 0, "timeout must be above 0 seconds"),
+        ("backoff_base", s.backoff_base >= 0, "backoff_base must be at least 0"),
+        ("backoff_max", s.backoff_max >= 0, "backoff_max must be at least 0"),
+        ("retry_budget", s.retry_budget >= 0, "retry_budget must be at least 0"),
+        ("retry_refill", s.retry_refill >= 0, "retry_refill must be at least 0"),
+        (
+            "max_response_bytes",
+            s.max_response_bytes >= 1024,
+            "max_response_bytes must be at least 1024",
+        ),
+        ("recheck_after", s.recheck_after > 0, "recheck_after must be above 0 seconds"),
+        ("max_pending_wait", s.max_pending_wait >= 0, "max_pending_wait must be at least 0"),
+        (
+            "max_token_age",
+            s.max_token_age >= 0,
+            "max_token_age must be at least 0 seconds (0 turns the local check off)",
+        ),
+        ("grace_period", s.grace_period >= 0, "grace_period must be at least 0 seconds"),
+        (
+            "input_format",
+            s.input_format in ("", "text", "csv", "jsonl"),
+            "input_format must be text, csv or jsonl",
+        ),
+        ("log_format", s.log_format in ("text", "json"), "log_format must be text or json"),
+        (
+            "progress_interval",
+            s.progress_interval > 0,
+            f"progress_interval must be above 0 seconds, got {s.progress_interval:g}",
+        ),
+    ]
+    for name, ok, message in checks:
+        if not ok:
+            raise fail(name, message)
+    if s.ca_bundle and not os.path.isfile(s.ca_bundle):
+        raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} is not a readable file")
+    if s.ca_bundle:
+        try:  # load it now: a file that holds no certificate must fail before any work starts
+            ssl.create_default_context().load_verify_locations(cafile=s.ca_bundle)
+        except (ssl.SSLError, OSError):
+            raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} holds no PEM certificate") from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_if_exposed(path: str, warnings: list[str]) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.append(
+            f"{path} holds a secret key and can be read by other users; run: chmod 600 {path}"
+        )
+
+
+def _profile_credentials(home: Path, warnings: list[str]) -> Credentials | None:
+    """The official SDK's profile file, `~/.tencentcloud/credentials`, section [default]."""
+    path = home / ".tencentcloud" / "credentials"
+    if not path.is_file():
+        return None
+    # No interpolation: a "%" in a secret key is data, not a reference to another option.
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError, OSError):
+        raise ConfigError(f"credentials file {path} is not a valid INI file.") from None
+    if not parser.has_section("default"):
+        return None
+    sec = parser["default"]
+    sid, skey = sec.get("secret_id", "").strip(), sec.get("secret_key", "").strip()
+    if not (sid and skey):
+        return None
+    _warn_if_exposed(str(path), warnings)
+    return Credentials(sid, skey, sec.get("token", "").strip() or None, source=str(path))
+
+
+def resolve_credentials(
+    env: Mapping[str, str],
+    file_values: Mapping[str, Any],
+    config_path: str | None,
+    home: Path,
+    warnings: list[str],
+) -> Credentials | None:
+    """First found wins: environment, then the config file, then the SDK profile (SPEC §3)."""
+    for key in CREDENTIAL_KEYS:
+        if key in file_values and not isinstance(file_values[key], str):
+            # The value itself is never shown: it may be a secret.
+            raise ConfigError(f"config file {config_path}: {key} must be a string.")
+    fid, fkey = file_values.get("secret_id", ""), file_values.get("secret_key", "")
+    # A readable file holding a secret is a leak whichever credentials win this run.
+    if config_path and (fkey or file_values.get("session_token")):
+        _warn_if_exposed(config_path, warnings)
+    sid, skey = env.get("TENCENTCLOUD_SECRET_ID", ""), env.get("TENCENTCLOUD_SECRET_KEY", "")
+    if sid and skey:
+        return Credentials(sid, skey, env.get("TENCENTCLOUD_TOKEN") or None, source="environment")
+    if fid or fkey:
+        if not (fid and fkey):
+            raise ConfigError(
+                f"config file {config_path} must set both secret_id and secret_key as strings."
+            )
+        token = file_values.get("session_token") or None
+        return Credentials(fid, fkey, token, source=str(config_path))
+    return _profile_credentials(home, warnings)
+
+
+def build_settings(
+    *,
+    config_path: str | None,
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    home: Path | None = None,
+    need_credentials: bool = True,
+) -> tuple[Settings, list[str]]:
+    """Merge defaults < TOML < FACEID_POLLER_* environment < flags; returns settings + warnings."""
+    warnings: list[str] = []
+    file_values = load_toml(config_path) if config_path else {}
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    valid = FIELD_NAMES + CREDENTIAL_KEYS
+    for key, value in file_values.items():
+        if key not in valid:
+            raise ConfigError(
+                f"config file {config_path}: unknown key {key!r}{_suggest(key, valid)}."
+            )
+        if key in FIELD_NAMES:
+            origins[key] = f"config file {config_path}"
+            values[key] = _coerce(key, value, origins[key])
+    for name in FIELD_NAMES:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            origins[name] = f"environment {ENV_PREFIX}{name.upper()}"
+            values[name] = _coerce(name, raw, origins[name])
+    for name, value in flags.items():
+        if value is not None:
+            origins[name] = f"--{name.replace('_', '-')}"
+            values[name] = _coerce(name, value, origins[name])
+    creds = resolve_credentials(env, file_values, config_path, home or Path.home(), warnings)
+    if need_credentials and creds is None:
+        raise ConfigError(
+            "no credentials: set TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, put "
+            "secret_id/secret_key in the config file, or create ~/.tencentcloud/credentials."
+        )
+    settings = Settings(**values, credentials=creds)
+    _check(settings, origins)
+    return settings, warnings

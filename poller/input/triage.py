@@ -1,0 +1,68 @@
+"""What to do with each input item before any request: the decision `run` and `--dry-run` share.
+
+Pure apart from the set of tokens seen so far, so the dry run's plan and the real run's
+behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+from poller.input.keys import token_key
+from poller.input.tokens import BadEntry, InputItem
+
+
+class Verdict(Enum):
+    QUERY = "query"
+    DUPLICATE = "duplicate"  # seen earlier in this input: one line per token
+    ALREADY_FINAL = "already_final"  # a final line exists in the output (resume)
+    INVALID = "invalid"  # rejected locally (empty, too long, control characters, bad line)
+    EXPIRED = "expired"  # issued_at older than max_token_age: it cannot answer any more
+
+
+class Triage:
+    __slots__ = ("_already_final", "_clock", "_expired_before", "_max_age", "_seen")
+
+    def __init__(
+        self,
+        *,
+        max_token_age: float,
+        clock: Callable[[], float],
+        already_final: Callable[[str], bool] | None = None,
+        expired_before: Callable[[str], bool] | None = None,
+    ) -> None:
+        self._max_age = max_token_age
+        self._clock = clock
+        self._already_final = already_final or (lambda _token: False)
+        # Tokens an earlier run wrote `expired` from their issued_at alone (no request): that
+        # line stands while the input still says so; a corrected issued_at or max_token_age
+        # gets the token asked instead of blocked for good.
+        self._expired_before = expired_before or (lambda _token: False)
+        # 64-bit keys, not the strings: a million tokens cost ~70 MB instead of ~120 MB.
+        self._seen: set[int] = set()
+
+    def __call__(self, item: InputItem) -> Verdict:
+        if isinstance(item, BadEntry) and not item.token:
+            # Lines with no readable token (broken JSON, an empty CSV cell) are not duplicates
+            # of each other, and share no key a resumed run could recognise: each is reported
+            # on every run, with its own line number.
+            return Verdict.INVALID
+        key = token_key(item.token)
+        if key in self._seen:
+            return Verdict.DUPLICATE
+        self._seen.add(key)
+        if self._already_final(item.token):
+            return Verdict.ALREADY_FINAL
+        if isinstance(item, BadEntry):
+            return Verdict.INVALID
+        if self.age(item.issued_at) is not None:
+            return Verdict.ALREADY_FINAL if self._expired_before(item.token) else Verdict.EXPIRED
+        return Verdict.QUERY
+
+    def age(self, issued_at: float | None) -> float | None:
+        """The token's age when it is past the query window, else None."""
+        if issued_at is None or self._max_age <= 0:
+            return None
+        age = self._clock() - issued_at
+        return age if age > self._max_age else None

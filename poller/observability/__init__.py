@@ -1,0 +1,1 @@
+"""Beside the pipeline: logs, the progress line and the metrics file."""

@@ -1,0 +1,1 @@
+"""Stage 4, lines out: build each result line, write it, and read earlier lines to resume."""

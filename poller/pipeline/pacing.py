@@ -1,0 +1,178 @@
+"""Staying under the quota (SPEC §5): even spacing, slowdown on throttling, a retry budget.
+
+Why not a plain `AsyncLimiter(20, 1)`: it is a bucket of capacity 20, so after any idle second it
+lets 20 through at once and ~19 more in the same second (39 in one window, measured). Why not
+`AsyncLimiter(1, 1/r)` alone: it spaces evenly but every slot loses the scheduling delay of its
+wake-up, so asking for 38/s gave ~36.5/s. The pacer therefore keeps a drift-free schedule (slot
+k is due at t0 + k/r) and uses aiolimiter underneath as a hard floor on the gap between two
+requests, so that whatever the schedule says (after a stall, around a rate change) nothing
+ever leaves in a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from aiolimiter import AsyncLimiter
+
+from poller.pipeline.stopping import StopLatch
+
+# The aiolimiter floor is this fraction of a slot: strict enough that no two requests ever
+# leave closer than 3/4 of a slot, loose enough to absorb ~1 ms wake-up delays without drift.
+GUARD_FRACTION = 0.75
+# Multiplicative decrease on RequestLimitExceeded, at most once per this many seconds (the
+# throttles of requests already in flight say the same thing once), and a slow additive
+# recovery on every success.
+SLOWDOWN_FACTOR = 0.7
+SLOWDOWN_COOLDOWN = 1.0
+# Recovery is deliberately slow and waits for a quiet spell: throttling mostly means another
+# client shares the account's quota, and climbing back fast just oscillates into it again.
+RECOVERY_HOLD = 5.0  # seconds after the last slowdown before the rate climbs again
+RECOVERY_STEPS = 1000  # successes to climb from 0 back to the target rate
+MIN_RATE_FRACTION = 0.05
+
+
+class Pacer:
+    """Hands out request slots evenly spaced at the current rate, in arrival order."""
+
+    __slots__ = (
+        "_anchor",
+        "_anchor_rate",
+        "_guard",
+        "_guard_interval",
+        "_last_slowdown",
+        "_lock",
+        "_slot",
+        "_stop",
+        "_time",
+        "acquired",
+        "rate",
+        "slowdowns",
+        "target_rate",
+    )
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        time_fn: Callable[[], float] | None = None,
+        stop: StopLatch | None = None,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be above 0")
+        self.target_rate = rate
+        self.rate = rate
+        self.acquired = 0
+        self.slowdowns = 0
+        # The loop clock by default: the same clock aiolimiter and asyncio.sleep run on.
+        self._time = time_fn or (lambda: asyncio.get_running_loop().time())
+        # Slot k is due at anchor + k / rate, computed by division rather than by adding
+        # intervals: no float creep, so 20 slots never squeeze into one second.
+        self._anchor: float | None = None
+        self._anchor_rate = rate
+        self._slot = 0
+        self._last_slowdown = float("-inf")
+        self._lock = asyncio.Lock()
+        # A stop ends every wait for a slot at once (`Stopped`): no request leaves after it.
+        self._stop = stop or StopLatch()
+        self._guard_interval = GUARD_FRACTION / rate
+        self._guard = AsyncLimiter(1, self._guard_interval)
+
+    async def acquire(self) -> None:
+        """Wait for the next slot. Every attempt, retries included, calls this once.
+
+        Raises `Stopped` if the run is stopped before the slot comes (or already was)."""
+        # One waiter at a time computes and sleeps for its slot: FIFO, and a waiter that is
+        # cancelled while sleeping gives its slot back instead of leaving a hole.
+        self._stop.check()
+        async with self._lock:
+            self._stop.check()  # stopped while waiting for the lock
+            now = self._time()
+            if self._anchor is None:
+                self._reanchor(now)
+            elif self._anchor_rate != self.rate:
+                self._reanchor(self._due())  # keep the slot already promised, new spacing on
+            due = self._due()
+            if due < now:
+                self._reanchor(now)
+                due = now
+            if due > now:
+                await self._stop.sleep(due - now)
+            self._refresh_guard()
+            await self._guard.acquire()
+            self._stop.check()  # the guard's short wait may have spanned the stop
+            # Drift-free: the next slot follows this one's *due* time, not its actual start,
+            # unless we woke more than a slot late (a stall): then start afresh from now
+            # rather than catching up with a burst.
+            if self._time() - due > 1.0 / self.rate:
+                self._reanchor(self._time())
+            self._slot += 1
+            self.acquired += 1
+
+    def _due(self) -> float:
+        assert self._anchor is not None
+        return self._anchor + self._slot / self._anchor_rate
+
+    def _reanchor(self, at: float) -> None:
+        self._anchor = at
+        self._anchor_rate = self.rate
+        self._slot = 0
+
+    def _refresh_guard(self) -> None:
+        wanted = GUARD_FRACTION / self.rate
+        if abs(wanted - self._guard_interval) > 1e-12:
+            self._guard_interval = wanted
+            self._guard = AsyncLimiter(1, wanted)
+            # The new limiter starts empty: the schedule still holds the spacing this once.
+
+    def on_throttle(self) -> bool:
+        """The server said RequestLimitExceeded: slow down for the rest of the run.
+
+        Returns True when the rate was actually lowered (False within the cooldown)."""
+        now = self._time()
+        if now - self._last_slowdown < SLOWDOWN_COOLDOWN:
+            return False
+        self._last_slowdown = now
+        self.rate = max(self.rate * SLOWDOWN_FACTOR, self.target_rate * MIN_RATE_FRACTION)
+        self.slowdowns += 1
+        return True
+
+    def on_success(self) -> None:
+        if self.rate < self.target_rate and (self._time() - self._last_slowdown >= RECOVERY_HOLD):
+            self.rate = min(self.target_rate, self.rate + self.target_rate / RECOVERY_STEPS)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pacer rate={self.rate:.2f}/s target={self.target_rate:.2f}/s "
+            f"acquired={self.acquired} slowdowns={self.slowdowns}>"
+        )
+
+
+class RetryBudget:
+    """A run-wide token bucket that retries draw from and successes refill.
+
+    Bounded attempts per token alone still let an outage multiply traffic by max_attempts;
+    the budget caps the whole run's extra traffic (the AWS SDKs' "retry quota" design).
+    """
+
+    __slots__ = ("capacity", "denied", "level", "refill")
+
+    def __init__(self, capacity: float, refill: float) -> None:
+        self.capacity = capacity
+        self.level = capacity
+        self.refill = refill
+        self.denied = 0
+
+    def try_spend(self, cost: float = 1.0) -> bool:
+        if self.level >= cost:
+            self.level -= cost
+            return True
+        self.denied += 1
+        return False
+
+    def on_success(self) -> None:
+        self.level = min(self.capacity, self.level + self.refill)
+
+    def __repr__(self) -> str:
+        return f"<RetryBudget level={self.level:.1f}/{self.capacity:g} denied={self.denied}>"
