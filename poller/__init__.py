@@ -5,7 +5,9 @@ names are for running a batch from Python with the same wiring the command uses.
 """
 
 from poller.api.signing import sign
-from poller.config.settings import ConfigError, Credentials, Detail, Settings, build_settings
+from poller.config.credentials import Credentials
+from poller.config.errors import ConfigError
+from poller.config.settings import Detail, Settings, build_settings
 from poller.input.tokens import InputError, read_tokens
 from poller.job import run_job
 from poller.output.records import JsonlSink, Status

@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
-from poller.config.settings import ConfigError, build_settings
+from poller.config.errors import ConfigError
+from poller.config.settings import build_settings
 from poller.input.plan import format_plan, make_plan
 from poller.input.tokens import (
     Format,

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from aioresponses import CallbackResult
 
-from poller.config.settings import Credentials, Settings
+from poller.config.credentials import Credentials
+from poller.config.settings import Settings
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from poller.config.settings import Credentials
+from poller.config.credentials import Credentials
 from poller.input.tokens import read_tokens
 from poller.job import run_job
 from poller.output.records import JsonlSink

@@ -15,7 +15,8 @@ from aioresponses import aioresponses
 
 from poller.api.client import FaceIdClient
 from poller.cli import main
-from poller.config.settings import ConfigError, build_settings
+from poller.config.errors import ConfigError
+from poller.config.settings import build_settings
 from poller.input.reader import ThreadedReader
 from poller.input.tokens import BadEntry, InputError, InputItem, TokenEntry
 from poller.input.triage import Triage, Verdict

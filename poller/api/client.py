@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 
 from poller.api.signing import sign
-from poller.config.settings import Credentials, Settings
+from poller.config.credentials import Credentials
+from poller.config.settings import Settings
 
 SERVICE = "faceid"
 VERSION = "2018-03-01"

@@ -6,23 +6,22 @@ keeps the two in step. Every problem a user can cause is a `ConfigError` with on
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
 import difflib
 import ipaddress
 import math
 import os
 import ssl
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from poller.errors import PollerError
+from poller.config.credentials import CREDENTIAL_KEYS, Credentials, resolve_credentials
+from poller.config.errors import ConfigError
 
 DEFAULT_ENDPOINT = "https://faceid.intl.tencentcloudapi.com"
 REGIONS = ("ap-singapore", "ap-bangkok", "ap-hongkong", "ap-jakarta", "sa-saopaulo")
@@ -37,19 +36,11 @@ class Detail(StrEnum):
     SUMMARY = "summary"
 
 
-class ConfigError(PollerError):
-    """A user-caused settings problem; the message is shown as-is, followed by exit 2."""
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    secret_id: str
-    secret_key: str = field(repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    source: str = "environment"
-
-    def __repr__(self) -> str:  # the key and token never reach a log, even via repr()
-        return f"Credentials(secret_id={self.secret_id!r}, secret_key=***, source={self.source!r})"
+#: The token readers (`input_format` setting, SPEC §3); "" in the setting leaves the choice to
+#: the file's extension. Defined here, the lowest stage that names them, so the setting's check,
+#: the `--format` flag and the input stage share one list.
+InputFormat = Literal["text", "csv", "jsonl"]
+INPUT_FORMATS: tuple[InputFormat, ...] = ("text", "csv", "jsonl")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +104,6 @@ class Settings:
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "credentials")
-CREDENTIAL_KEYS = ("secret_id", "secret_key", "session_token")
 
 
 def _suggest(key: str, valid: tuple[str, ...]) -> str:
@@ -250,8 +240,8 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
         ("grace_period", s.grace_period >= 0, "grace_period must be at least 0 seconds"),
         (
             "input_format",
-            s.input_format in ("", "text", "csv", "jsonl"),
-            "input_format must be text, csv or jsonl",
+            s.input_format in ("", *INPUT_FORMATS),
+            f"input_format must be {', '.join(INPUT_FORMATS[:-1])} or {INPUT_FORMATS[-1]}",
         ),
         ("log_format", s.log_format in ("text", "json"), "log_format must be text or json"),
         (
@@ -279,67 +269,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _warn_if_exposed(path: str, warnings: list[str]) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        warnings.append(
-            f"{path} holds a secret key and can be read by other users; run: chmod 600 {path}"
-        )
-
-
-def _profile_credentials(home: Path, warnings: list[str]) -> Credentials | None:
-    """The official SDK's profile file, `~/.tencentcloud/credentials`, section [default]."""
-    path = home / ".tencentcloud" / "credentials"
-    if not path.is_file():
-        return None
-    # No interpolation: a "%" in a secret key is data, not a reference to another option.
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError, OSError):
-        raise ConfigError(f"credentials file {path} is not a valid INI file.") from None
-    if not parser.has_section("default"):
-        return None
-    sec = parser["default"]
-    sid, skey = sec.get("secret_id", "").strip(), sec.get("secret_key", "").strip()
-    if not (sid and skey):
-        return None
-    _warn_if_exposed(str(path), warnings)
-    return Credentials(sid, skey, sec.get("token", "").strip() or None, source=str(path))
-
-
-def resolve_credentials(
-    env: Mapping[str, str],
-    file_values: Mapping[str, Any],
-    config_path: str | None,
-    home: Path,
-    warnings: list[str],
-) -> Credentials | None:
-    """First found wins: environment, then the config file, then the SDK profile (SPEC §3)."""
-    for key in CREDENTIAL_KEYS:
-        if key in file_values and not isinstance(file_values[key], str):
-            # The value itself is never shown: it may be a secret.
-            raise ConfigError(f"config file {config_path}: {key} must be a string.")
-    fid, fkey = file_values.get("secret_id", ""), file_values.get("secret_key", "")
-    # A readable file holding a secret is a leak whichever credentials win this run.
-    if config_path and (fkey or file_values.get("session_token")):
-        _warn_if_exposed(config_path, warnings)
-    sid, skey = env.get("TENCENTCLOUD_SECRET_ID", ""), env.get("TENCENTCLOUD_SECRET_KEY", "")
-    if sid and skey:
-        return Credentials(sid, skey, env.get("TENCENTCLOUD_TOKEN") or None, source="environment")
-    if fid or fkey:
-        if not (fid and fkey):
-            raise ConfigError(
-                f"config file {config_path} must set both secret_id and secret_key as strings."
-            )
-        token = file_values.get("session_token") or None
-        return Credentials(fid, fkey, token, source=str(config_path))
-    return _profile_credentials(home, warnings)
 
 
 def build_settings(

@@ -25,7 +25,8 @@ from poller.api.client import (
     encode_body,
     parse_reply,
 )
-from poller.config.settings import Credentials, Settings
+from poller.config.credentials import Credentials
+from poller.config.settings import Settings
 from tests.helpers import SECRET_ID, SECRET_KEY, URL, api_error, make_settings, ok
 from tests.sdk_signer import sdk_authorization
 
