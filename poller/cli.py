@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
 from poller.config.errors import ConfigError
+from poller.config.settings import InputFormat as Format
 from poller.config.settings import build_settings
 from poller.input.plan import format_plan, make_plan
 from poller.input.tokens import (
-    Format,
     InputError,
     InputItem,
     estimate_entries,

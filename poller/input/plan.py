@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from poller.config.settings import Settings
-from poller.input.tokens import InputItem
+from poller.input.entries import InputItem
 from poller.input.triage import Triage, Verdict
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import Enum
 
+from poller.input.entries import BadEntry, InputItem
 from poller.input.keys import token_key
-from poller.input.tokens import BadEntry, InputItem
 
 
 class Verdict(Enum):

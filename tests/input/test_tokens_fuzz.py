@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 from poller.input.tokens import (
     BAD_TOKEN_CHARS,
     BadEntry,
-    Format,
     InputError,
+    InputFormat,
     InputItem,
     TokenEntry,
     check_token,
     read_tokens,
 )
 
-FORMATS: list[Format] = ["text", "csv", "jsonl"]
+FORMATS: list[InputFormat] = ["text", "csv", "jsonl"]
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Byte soup biased towards what breaks parsers: separators, quotes, braces, NUL, CR, a BOM and
@@ -57,7 +57,7 @@ def _check_items(items: list[InputItem]) -> None:
 
 @FUZZ
 @given(data=HOSTILE_BYTES, fmt=st.sampled_from(FORMATS))
-def test_arbitrary_bytes_never_crash_the_reader(data: bytes, fmt: Format) -> None:
+def test_arbitrary_bytes_never_crash_the_reader(data: bytes, fmt: InputFormat) -> None:
     error: InputError | None = None
     try:
         items = list(read_tokens("-", fmt, stdin=io.BytesIO(data)))
@@ -89,7 +89,7 @@ VALID_TOKENS = st.text(
 ).filter(lambda t: check_token(t) is None and t == t.strip().strip("\ufeff") and t[:1] != "#")
 
 
-def _encode(fmt: Format, tokens: list[str]) -> bytes:
+def _encode(fmt: InputFormat, tokens: list[str]) -> bytes:
     if fmt == "text":
         return "".join(f"{t}\n" for t in tokens).encode()
     if fmt == "jsonl":
@@ -105,7 +105,7 @@ def _encode(fmt: Format, tokens: list[str]) -> bytes:
 
 @FUZZ
 @given(tokens=st.lists(VALID_TOKENS, max_size=30), fmt=st.sampled_from(FORMATS))
-def test_valid_tokens_round_trip_in_order(tokens: list[str], fmt: Format) -> None:
+def test_valid_tokens_round_trip_in_order(tokens: list[str], fmt: InputFormat) -> None:
     items = list(read_tokens("-", fmt, stdin=io.BytesIO(_encode(fmt, tokens))))
     assert all(isinstance(item, TokenEntry) for item in items), items
     assert [item.token for item in items] == tokens
