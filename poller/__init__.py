@@ -10,8 +10,9 @@ from poller.config.errors import ConfigError
 from poller.config.settings import Detail, Settings, build_settings
 from poller.input.tokens import InputError, read_tokens
 from poller.job import run_job
+from poller.output.lock import OutputLock
 from poller.output.records import JsonlSink, Status
-from poller.output.resume import OutputLock, load_resume_state
+from poller.output.resume import load_resume_state
 from poller.pipeline.engine import Engine, FatalRunError, RunStats
 
 __all__ = [

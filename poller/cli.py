@@ -31,8 +31,9 @@ from poller.input.tokens import (
 from poller.input.triage import Triage
 from poller.job import run_job
 from poller.observability.logs import LogFormat, register_secret, setup_logging
+from poller.output.lock import OutputLock
 from poller.output.records import JsonlSink
-from poller.output.resume import OutputLock, ResumeError, load_resume_state
+from poller.output.resume import ResumeError, load_resume_state
 from poller.pipeline.engine import RunStats, format_summary
 
 log = logging.getLogger("poller")

@@ -14,7 +14,7 @@ import pytest
 from aioresponses import aioresponses
 
 from poller.cli import main
-from poller.output.resume import OutputLock
+from poller.output.lock import OutputLock
 from tests.helpers import URL, ScriptedServer, Step, api_error, ok
 
 
