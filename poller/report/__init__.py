@@ -13,7 +13,7 @@ is taken from that index, so "the last line wins" holds for every token even in 
 
 from poller.report._command import configure_parser, run_command
 from poller.report._diff import Change, Diff, diff
-from poller.report._read import Entry, Index, LineStats, TokenEntry, load
+from poller.report._read import Entry, Index, LineStats, TokenResult, load
 from poller.report._render import CSV_HEADER, DEFAULT_LIMIT, Format, as_dict, render
 from poller.report._summary import CODE_MEANINGS, Report, meaning, summarize
 
@@ -28,7 +28,7 @@ __all__ = [
     "Index",
     "LineStats",
     "Report",
-    "TokenEntry",
+    "TokenResult",
     "as_dict",
     "configure_parser",
     "diff",

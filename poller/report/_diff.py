@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from poller.output.records import Status
-from poller.report._read import Entry, Index, LineStats, TokenEntry, load
+from poller.report._read import Entry, Index, LineStats, TokenResult, load
 
 _STATUS_ORDER = {status: i for i, status in enumerate(Status)}
 
@@ -37,8 +37,8 @@ class Diff:
     #: Every changed token, in the newer file's order.
     changed: tuple[Change, ...]
     #: Tokens only in the newer file (new) and only in the older one (dropped).
-    only_in_newer: tuple[TokenEntry, ...]
-    only_in_older: tuple[TokenEntry, ...]
+    only_in_newer: tuple[TokenResult, ...]
+    only_in_older: tuple[TokenResult, ...]
 
     @property
     def in_both(self) -> int:
@@ -63,12 +63,12 @@ def diff(older: Index | Iterable[bytes], newer: Index | Iterable[bytes]) -> Diff
     transitions: Counter[tuple[Status, Status]] = Counter()
     code_changes: Counter[tuple[Status, str | None, str | None]] = Counter()
     changed: list[Change] = []
-    only_new: list[TokenEntry] = []
+    only_new: list[TokenResult] = []
     unchanged = 0
     for token, new in new_index.entries.items():
         old = old_entries.get(token)
         if old is None:
-            only_new.append(TokenEntry(token, new))
+            only_new.append(TokenResult(token, new))
         elif old.status is not new.status:
             transitions[old.status, new.status] += 1
             changed.append(Change(token, old, new))
@@ -78,7 +78,7 @@ def diff(older: Index | Iterable[bytes], newer: Index | Iterable[bytes]) -> Diff
         else:
             unchanged += 1
     new_entries = new_index.entries
-    only_old = [TokenEntry(t, e) for t, e in old_entries.items() if t not in new_entries]
+    only_old = [TokenResult(t, e) for t, e in old_entries.items() if t not in new_entries]
     return Diff(
         older_source=old_index.source,
         older_lines=old_index.lines,

@@ -40,7 +40,13 @@ class Entry(NamedTuple):
         return self.result if self.result is not None else self.error_code
 
 
-class TokenEntry(NamedTuple):
+class TokenResult(NamedTuple):
+    """A token a report lists, with the entry of its last line.
+
+    Not the input stage's `TokenEntry` (a token read from the input, with its line and
+    ``issued_at``): a results file holds neither, and a report lists results, not inputs.
+    """
+
     token: str
     entry: Entry
 

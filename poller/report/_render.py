@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from poller.output.records import Status
 from poller.report._diff import Change, Diff
-from poller.report._read import LineStats, TokenEntry
+from poller.report._read import LineStats, TokenResult
 from poller.report._summary import ERROR_STATUSES, Report, meaning
 
 DEFAULT_LIMIT: Final = 50
@@ -67,7 +67,7 @@ def _lines_dict(lines: LineStats) -> dict[str, Any]:
     }
 
 
-def _listed(item: TokenEntry) -> dict[str, Any]:
+def _listed(item: TokenResult) -> dict[str, Any]:
     entry = item.entry
     return {
         "token": item.token,
@@ -281,7 +281,7 @@ def _error_rows(report: Report) -> list[Row]:
     return [(code, _num(n)) for code, n in report.error_codes.items()]
 
 
-def _token_rows(items: Sequence[TokenEntry], clean: Callable[[str], str]) -> list[Row]:
+def _token_rows(items: Sequence[TokenResult], clean: Callable[[str], str]) -> list[Row]:
     return [(clean(i.token), i.entry.status.value, clean(_show(i.entry.code))) for i in items]
 
 

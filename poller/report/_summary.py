@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from poller.output.records import Status
-from poller.report._read import Entry, Index, LineReader, LineStats, TokenEntry
+from poller.report._read import Entry, Index, LineReader, LineStats, TokenResult
 
 #: SPEC §1.4: a non-zero Result mirrors the last CompareResult's ErrorCode. "-999" and "17" are the
 #: project's default pending codes; "" stands for a pending line with an empty or missing Result.
@@ -63,7 +63,7 @@ class Report:
     #: `error.code` → tokens, for error / expired / invalid_token tokens, largest first.
     error_codes: Mapping[str, int]
     #: Tokens whose last line is not final, in the order of those lines.
-    not_final: tuple[TokenEntry, ...]
+    not_final: tuple[TokenResult, ...]
 
     @property
     def final(self) -> int:
@@ -90,12 +90,12 @@ class _Tally:
 
     def __init__(self) -> None:
         self.counts: Counter[Entry] = Counter()
-        self.not_final: list[TokenEntry] = []
+        self.not_final: list[TokenResult] = []
 
     def add(self, token: str, entry: Entry) -> None:
         self.counts[entry] += 1
         if not entry.final:
-            self.not_final.append(TokenEntry(token, entry))
+            self.not_final.append(TokenResult(token, entry))
 
     def report(self, source: str, lines: LineStats) -> Report:
         by_status: Counter[Status] = Counter()
