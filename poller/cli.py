@@ -32,7 +32,7 @@ from poller.job import run_job
 from poller.observability.logs import LogFormat, register_secret, setup_logging
 from poller.output.records import JsonlSink
 from poller.output.resume import OutputLock, ResumeError, load_resume_state
-from poller.pipeline.engine import RunStats, format_summary
+from poller.pipeline.stats import RunStats, format_summary
 
 log = logging.getLogger("poller")
 
