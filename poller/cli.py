@@ -342,7 +342,9 @@ def _run_command(args: argparse.Namespace) -> int:
     if close_errors and stats.local_error is None:
         stats.local_error = close_errors[0]
     if not args.quiet:
-        print(format_summary(stats, engine.pacer), file=sys.stderr)
+        # A person at a terminal gets a table; cron (and grep) the one `summary:` line.
+        summary = format_summary(stats, engine.pacer, terminal=sys.stderr.isatty())
+        print(summary, file=sys.stderr)
     if stats.fatal is not None and stats.fatal.breaker:
         print(
             f"poller: error: the circuit breaker stopped the run: {stats.fatal.message}.",

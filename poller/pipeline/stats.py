@@ -96,9 +96,10 @@ class RunStats:
         return 1 if self.not_final else 0
 
 
-def format_summary(stats: RunStats, pacer: Pacer) -> str:
-    """One line for cron logs: what happened, in numbers."""
-    return _line(stats, pacer)
+def format_summary(stats: RunStats, pacer: Pacer, *, terminal: bool = False) -> str:
+    """The end-of-run summary: one `summary: ...` line for cron logs (and for grep), or, for a
+    person at a `terminal`, the same numbers as a short aligned table."""
+    return _table(stats, pacer) if terminal else _line(stats, pacer)
 
 
 def _line(stats: RunStats, pacer: Pacer) -> str:
@@ -116,8 +117,37 @@ def _line(stats: RunStats, pacer: Pacer) -> str:
         f"effective rate {_rate(stats):.2f} req/s (pacing {pacer.rate:.2f} of "
         f"{pacer.target_rate:.2f})",
     ]
-    parts += [f"{label} {n}" for label, n in _exceptional(stats)]
+    parts += [f"{label} {n}" for label, _, n in _exceptional(stats)]
     return "summary: " + "; ".join(parts)
+
+
+def _table(stats: RunStats, pacer: Pacer) -> str:
+    statuses = ", ".join(f"{s.value} {n}" for s in Status if (n := stats.by_status.get(s.value, 0)))
+    rows = [
+        ("tokens", f"{stats.tokens}" + (f" ({statuses})" if statuses else "")),
+        ("not final", f"{stats.not_final}"),
+        (
+            "skipped",
+            f"already final {stats.skipped_final}, duplicates {stats.duplicates}, "
+            f"expired by issued_at {stats.expired_local}",
+        ),
+        (
+            "requests",
+            f"{stats.requests} (retries {stats.retries}, throttled {stats.throttles}, "
+            f"pending re-checks {stats.rechecks})",
+        ),
+        (
+            "rate",
+            f"{_rate(stats):.2f} req/s (pacing {pacer.rate:.2f} of {pacer.target_rate:.2f}, "
+            f"slowdowns {pacer.slowdowns})",
+        ),
+        ("elapsed", f"{stats.elapsed:.1f} s"),
+        ("charges", f"{stats.charges}"),
+        ("result codes", _codes(stats)),
+        *((label, f"{n}") for _, label, n in _exceptional(stats)),
+    ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(["summary", *(f"  {label:<{width}}  {value}" for label, value in rows)])
 
 
 def _codes(stats: RunStats) -> str:
@@ -128,11 +158,12 @@ def _rate(stats: RunStats) -> float:
     return stats.requests / stats.elapsed if stats.elapsed > 0 else 0.0
 
 
-def _exceptional(stats: RunStats) -> list[tuple[str, int]]:
-    """What appears only when something went wrong (absent, it would be noise)."""
+def _exceptional(stats: RunStats) -> list[tuple[str, str, int]]:
+    """What appears only when something went wrong (absent, it would be noise): the line's
+    wording, the table's shorter label, the count."""
     rows = [
-        ("retries refused by the retry budget", stats.budget_denied),
-        ("requests cut off on the wire by the hard stop", stats.cut_off),
-        ("lines that never reached the output", stats.unwritten),
+        ("retries refused by the retry budget", "budget refused", stats.budget_denied),
+        ("requests cut off on the wire by the hard stop", "cut off", stats.cut_off),
+        ("lines that never reached the output", "never written", stats.unwritten),
     ]
-    return [(label, n) for label, n in rows if n]
+    return [row for row in rows if row[2]]

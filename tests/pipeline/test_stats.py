@@ -1,4 +1,4 @@
-"""`RunStats`, the exit policy (SPEC §3) and the end-of-run summary line."""
+"""`RunStats`, the exit policy (SPEC §3) and both forms of the end-of-run summary."""
 
 from __future__ import annotations
 
@@ -91,6 +91,40 @@ def test_the_line_adds_what_went_wrong_only_when_it_did() -> None:
     assert "\n" not in line
 
 
-def test_an_empty_run_still_says_so() -> None:
+# -- the table (a terminal) --------------------------------------------------------------------
+
+
+def test_the_table_holds_the_same_numbers_aligned() -> None:
+    table = format_summary(busy(), pacer(), terminal=True)
+    assert table == "\n".join(
+        [
+            "summary",
+            "  tokens        205 (passed 156, failed 44, pending 3, error 2)",
+            "  not final     5",
+            "  skipped       already final 7, duplicates 1, expired by issued_at 4",
+            "  requests      218 (retries 5, throttled 2, pending re-checks 13)",
+            "  rate          21.80 req/s (pacing 13.30 of 19.00, slowdowns 1)",
+            "  elapsed       10.0 s",
+            "  charges       285",
+            "  result codes  -999:3 0:156 1001:4 2015:40",
+        ]
+    )
+
+
+def test_the_table_adds_a_row_for_what_went_wrong_and_realigns() -> None:
+    stats = busy()
+    stats.budget_denied, stats.unwritten = 3, 1
+    rows = format_summary(stats, pacer(), terminal=True).splitlines()
+    assert rows[-2:] == ["  budget refused  3", "  never written   1"]
+    assert "cut off" not in "\n".join(rows)  # zero: no row
+    # Every value starts in one column, two spaces after the longest label.
+    column = len("  budget refused  ")
+    assert all(row[column - 2 : column] == "  " and row[column] != " " for row in rows[1:])
+
+
+def test_an_empty_run_still_says_so_in_both_forms() -> None:
     stats = RunStats(started=5.0, finished=5.0)
     assert format_summary(stats, Pacer(19.0)).startswith("summary: 0 tokens in 0.0 s: passed 0")
+    table = format_summary(stats, Pacer(19.0), terminal=True).splitlines()
+    assert table[1] == "  tokens        0"
+    assert "  result codes  none" in table
