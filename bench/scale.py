@@ -34,8 +34,9 @@ EXIT_SIGTERM = 143
 def write_output_file(path: Path, lines: int) -> Path:
     """`lines` result lines as the poller writes them (summary detail), plus one torn last line
     (what a crash leaves behind), over distinct tokens: a mix of final and not-final statuses."""
+    from poller.api.outcomes import Status
     from poller.config.settings import Detail
-    from poller.output.records import ErrorInfo, Status, build_record, encode_record
+    from poller.output.records import ErrorInfo, build_record, encode_record
 
     checked_at = time.time()
     response = {"Result": "0", "Description": "Success", "ChargeCount": 1, "RequestId": "r"}

@@ -4,6 +4,7 @@ The command line (`poller run`, `poller report`, `poller simulate`) is the main 
 names are for running a batch from Python with the same wiring the command uses.
 """
 
+from poller.api.outcomes import Status
 from poller.api.signing import sign
 from poller.config.credentials import Credentials
 from poller.config.errors import ConfigError
@@ -11,9 +12,10 @@ from poller.config.settings import Detail, Settings, build_settings
 from poller.input.tokens import InputError, read_tokens
 from poller.job import run_job
 from poller.output.lock import OutputLock
-from poller.output.records import JsonlSink, Status
+from poller.output.records import JsonlSink
 from poller.output.resume import load_resume_state
-from poller.pipeline.engine import Engine, FatalRunError, RunStats
+from poller.pipeline.engine import Engine
+from poller.pipeline.stats import FatalRunError, RunStats
 
 __all__ = [
     "ConfigError",

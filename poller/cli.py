@@ -34,7 +34,7 @@ from poller.observability.logs import LogFormat, register_secret, setup_logging
 from poller.output.lock import OutputLock
 from poller.output.records import JsonlSink
 from poller.output.resume import ResumeError, load_resume_state
-from poller.pipeline.engine import RunStats, format_summary
+from poller.pipeline.stats import RunStats, format_summary
 
 log = logging.getLogger("poller")
 
@@ -344,7 +344,9 @@ def _run_command(args: argparse.Namespace) -> int:
     if close_errors and stats.local_error is None:
         stats.local_error = close_errors[0]
     if not args.quiet:
-        print(format_summary(stats, engine.pacer), file=sys.stderr)
+        # A person at a terminal gets a table; cron (and grep) the one `summary:` line.
+        summary = format_summary(stats, engine.pacer, terminal=sys.stderr.isatty())
+        print(summary, file=sys.stderr)
     if stats.fatal is not None and stats.fatal.breaker:
         print(
             f"poller: error: the circuit breaker stopped the run: {stats.fatal.message}.",

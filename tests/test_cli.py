@@ -18,8 +18,8 @@ from poller import cli
 from poller.cli import main
 from poller.config.settings import FIELD_NAMES, Settings
 from poller.input.tokens import InputItem
-from poller.pipeline.engine import RunStats
 from poller.pipeline.pacing import Pacer
+from poller.pipeline.stats import RunStats
 from tests.helpers import SECRET_KEY, URL, ScriptedServer, api_error, ok
 
 ROOT = Path(__file__).resolve().parents[1]

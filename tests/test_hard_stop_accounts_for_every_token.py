@@ -22,7 +22,8 @@ from poller.input.tokens import TokenEntry
 from poller.job import _Stopper
 from poller.output.records import JsonlSink
 from poller.output.writer import LineWriter
-from poller.pipeline.engine import Engine, RunStats
+from poller.pipeline.engine import Engine
+from poller.pipeline.stats import RunStats
 from tests.fake_api import FakeClient, FakeStep, Slow, run_engine_virtual
 from tests.helpers import make_settings, ok
 from tests.output.test_writer import StalledSink, _spin_until

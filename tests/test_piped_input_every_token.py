@@ -184,4 +184,7 @@ async def test_every_piped_token_gets_exactly_one_line(
     if tty:
         # The terminal case really had the bar on (tqdm redraws with carriage returns).
         assert "\r" in shown, shown
-        assert "summary:" in shown, shown
+        # A person at a terminal gets the summary as a table (cron's `summary:` line is below).
+        assert f"\nsummary\r\n  tokens        {n} (" in shown, shown
+    else:
+        assert f"summary: {n} tokens in " in shown, shown

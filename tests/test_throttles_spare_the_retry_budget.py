@@ -6,14 +6,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-from tenacity import RetryCallState
-
 from poller.api.client import TransportFault
-from poller.api.outcomes import ErrorClass
+from poller.api.outcomes import Transient
 from poller.config.settings import Settings
 from poller.output.records import JsonlSink
-from poller.pipeline.engine import Engine, RetryableFault, format_summary
+from poller.pipeline.engine import Engine
 from poller.pipeline.pacing import RetryBudget
+from poller.pipeline.stats import format_summary
 from tests.fake_api import FakeClient, FakeStep, run_engine_virtual
 from tests.helpers import api_error, make_settings, ok, run_virtual
 
@@ -88,14 +87,8 @@ def test_backoff_waits_follow_full_jitter_with_a_seeded_rng(tmp_path: Path) -> N
         sink = JsonlSink(str(tmp_path / "o.jsonl"))
         engine = Engine(settings, FakeClient({}), sink)
         sink.close()
-        fault = RetryableFault(ErrorClass.TRANSIENT, "InternalError", "x")
-        waits = []
-        for attempt in range(1, 8):
-            state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-            state.attempt_number = attempt
-            state.set_exception((RetryableFault, fault, None))
-            waits.append(engine._wait(state))
-        return waits
+        fault = Transient("InternalError", "x")
+        return [engine.retries.backoff(fault, attempts=attempt) for attempt in range(1, 8)]
 
     random.seed(1234)
     waits = run_virtual(main)

@@ -146,7 +146,7 @@ def encode_body(token: str) -> bytes:
 class FaceIdClient:
     """GetSdkVerificationResult over a shared aiohttp session."""
 
-    __slots__ = ("_clock", "_settings", "_timeout", "_url", "calls", "session")
+    __slots__ = ("_clock", "_settings", "_timeout", "_url", "session")
 
     def __init__(
         self,
@@ -162,14 +162,12 @@ class FaceIdClient:
         self._url = settings.endpoint.rstrip("/") + "/"
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
         self._clock = clock
-        self.calls = 0
 
     async def get_result(self, token: str) -> Reply:
         settings = self._settings
         assert settings.credentials is not None  # checked in __init__
         payload = encode_body(token)
         headers = build_headers(settings, settings.credentials, payload, int(self._clock()))
-        self.calls += 1
         try:
             # No redirects: a 3xx is a transport fault (SPEC §1.2), and following one would
             # send X-TC-Token to whatever host the Location names.
@@ -192,7 +190,7 @@ class FaceIdClient:
             raise TransportFault("Transport.Connection", _describe(exc)) from None
 
     def __repr__(self) -> str:
-        return f"<FaceIdClient url={self._url!r} calls={self.calls}>"
+        return f"<FaceIdClient url={self._url!r}>"
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:

@@ -37,10 +37,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from poller.api.outcomes import Status
 from poller.config.settings import Settings
-from poller.output.records import Status
-from poller.pipeline.engine import RunStats
 from poller.pipeline.pacing import Pacer
+from poller.pipeline.stats import RunStats
 
 log = logging.getLogger("poller")
 

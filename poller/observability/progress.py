@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from poller.pipeline.engine import RunStats
 from poller.pipeline.pacing import Pacer
+from poller.pipeline.stats import RunStats
 
 log = logging.getLogger("poller")
 

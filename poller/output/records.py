@@ -15,19 +15,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import IO, Any, Final
 
+from poller.api.outcomes import Status
 from poller.config.settings import Detail
-
-
-class Status(StrEnum):
-    PASSED = "passed"
-    FAILED = "failed"
-    PENDING = "pending"
-    EXPIRED = "expired"
-    INVALID_TOKEN = "invalid_token"
-    ERROR = "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,17 +237,3 @@ def _ends_mid_line(path: str, fd: int) -> bool:
             return fh.read(1) != b"\n"
     except OSError:  # write-only file: cannot look, so leave it as it is
         return False
-
-
-def status_for_result(response: Mapping[str, Any], pending_codes: tuple[str, ...]) -> Status:
-    """`"0"` passed; a pending code or an empty/missing Result means the user has not finished
-    (SPEC §1.4: no "not finished" code is documented, so the set is configurable)."""
-    result = response.get("Result")
-    if result is None or result == "":
-        return Status.PENDING
-    code = result if isinstance(result, str) else json.dumps(result)
-    if code == "0":
-        return Status.PASSED
-    if code in pending_codes:
-        return Status.PENDING
-    return Status.FAILED

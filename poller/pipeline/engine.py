@@ -1,11 +1,15 @@
-"""The batch job: tokens in → bounded queue → workers (pacer, retries, client) → lines out.
+"""The batch job: tokens in → bounded queue → workers → one line per token out.
 
-A token whose first attempt fails is retried under a fresh tenacity `AsyncRetrying`; every
-attempt first takes a pacer slot (a retry spends quota too), then signs and sends a new
-request. A stop (a signal, a fatal API error, the circuit breaker, a local failure) sets one
-latch: no request leaves after it, requests on the wire finish and are written, and a token
-that never reached the server gets no line (SPEC §3). So the requests the server saw always
-equal the sum of the lines' `attempts`, unless a hard stop (`abort`) cut requests off.
+Read top to bottom: `run` starts the producer (input → triage → queue) and the workers; a worker
+takes a token and `process`es it: for each attempt it takes a pacer slot (a retry spends quota
+too), sends one freshly signed request, and gets back one outcome (`outcome_of`, the only place
+that decides what an answer means). It acts on that outcome: writes the line, retries after a
+backoff (`RetryPolicy`), schedules a pending token's re-check, or stops the run.
+
+A stop (a signal, a fatal API error, the circuit breaker, a local failure) sets one latch: no
+request leaves after it, requests on the wire finish and are written, and a token that never
+reached the server gets no line (SPEC §3). So the requests the server saw always equal the sum
+of the lines' `attempts`, unless a hard stop (`abort`) cut requests off.
 """
 
 from __future__ import annotations
@@ -13,39 +17,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
-from dataclasses import dataclass, field
-from typing import Any
-
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    wait_random_exponential,
-)
-from tenacity.stop import stop_base
+from dataclasses import dataclass
+from typing import Any, assert_never
 
 from poller.api.client import FaceIdClient, Reply, TransportFault
-from poller.api.outcomes import ErrorClass, classify
+from poller.api.outcomes import (
+    ClockSkew,
+    Fatal,
+    Fault,
+    Outcome,
+    Retry,
+    Settled,
+    Status,
+    Throttled,
+    Transient,
+    UnknownCode,
+    outcome_of,
+)
 from poller.config.settings import Settings
-from poller.errors import PollerError
 from poller.input.reader import ThreadedReader
 from poller.input.tokens import BadEntry, InputError, InputItem
 from poller.input.triage import Triage, Verdict
-from poller.output.records import (
-    LOCAL_EXPIRY_CODE,
-    ErrorInfo,
-    JsonlSink,
-    Status,
-    build_record,
-    status_for_result,
-)
+from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, JsonlSink, build_record
 from poller.output.writer import LineOutput, LineWriter, OutputError
 from poller.pipeline.breaker import Breaker
 from poller.pipeline.pacing import Pacer, RetryBudget
+from poller.pipeline.retries import GiveUp, RetryPolicy
+from poller.pipeline.stats import FatalRunError, RunStats
 from poller.pipeline.stopping import StopLatch, Stopped
 from poller.pipeline.workqueue import Job, WorkQueue
 
@@ -55,95 +55,8 @@ log = logging.getLogger("poller")
 # working disk or pipe, short enough that a stalled reader does not hold the exit up.
 ABORT_DRAIN = 1.0
 
-
-class FatalRunError(PollerError):
-    """An error that every other token would hit too: the run stops (exit 3).
-
-    `breaker` is True when no single answer was fatal but the same non-success outcome
-    settled `breaker_threshold` tokens in a row (SPEC §2, circuit breaker)."""
-
-    def __init__(
-        self, code: str, message: str, *, breaker: bool = False, request_id: str | None = None
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.breaker = breaker
-        self.request_id = request_id  # of the answer that was fatal, for its token's line
-
-
-class RetryableFault(Exception):
-    """One failed attempt that deserves another: throttle, transient error, transport fault."""
-
-    def __init__(
-        self, klass: ErrorClass, code: str, message: str, request_id: str | None = None
-    ) -> None:
-        super().__init__(f"{code}: {message}")
-        self.klass = klass
-        self.code = code
-        self.message = message
-        self.request_id = request_id  # of the API's answer, for the token's line (support)
-
-
-@dataclass(slots=True)
-class RunStats:
-    """Counters for the summary line (and, later, the metrics file)."""
-
-    by_status: Counter[str] = field(default_factory=Counter)
-    result_codes: Counter[str] = field(default_factory=Counter)
-    not_final: int = 0
-    charges: int = 0
-    requests: int = 0
-    retries: int = 0  # requests sent again after a failure (throttles are counted apart)
-    throttles: int = 0
-    duplicates: int = 0
-    skipped_final: int = 0  # already final in the output file (resume)
-    expired_local: int = 0  # older than max_token_age by their issued_at: never sent
-    rechecks: int = 0  # re-polls of pending tokens sent within the run
-    budget_denied: int = 0
-    last_success: float | None = None  # wall-clock time of the last well-formed API answer
-    started: float = 0.0
-    finished: float = 0.0
-    fatal: FatalRunError | None = None
-    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
-    local_error: str | None = None  # an output/input failure that stopped the run (exit 4)
-    output_closed: bool = False  # the local error is the reader closing the output pipe
-    cut_off: int = 0  # requests on the wire when a hard stop came (their tokens: not final)
-    unwritten: int = 0  # lines counted here that never reached the output (it failed/stalled)
-
-    @property
-    def tokens(self) -> int:
-        return sum(self.by_status.values())
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the start; while running, up to now."""
-        end = self.finished or time.time()
-        return max(end - self.started, 0.0)
-
-    def count(self, record: dict[str, Any]) -> None:
-        self.by_status[record["status"]] += 1
-        if not record["final"]:
-            self.not_final += 1
-        if record["result"] is not None and record["status"] in ("passed", "failed", "pending"):
-            self.result_codes[record["result"]] += 1
-        if record["charge_count"]:
-            self.charges += record["charge_count"]
-
-    def exit_status(self) -> int:
-        """SPEC §3: 0 all final, 1 some not final, 3 a fatal API error stopped the run, 4 a
-        local failure, 130/143 a signal."""
-        if self.fatal is not None:
-            return 3
-        # Ctrl-C on `poller run --output - | consumer` reaches the consumer too, which dies and
-        # closes the pipe: that closed pipe is the interrupt's doing, not a broken machine.
-        if self.local_error is not None and not (self.stopped_by and self.output_closed):
-            return 4
-        if self.stopped_by == "SIGINT":
-            return 130
-        if self.stopped_by == "SIGTERM":
-            return 143
-        return 1 if self.not_final else 0
+# What one attempt ends in: a clock skew never leaves it (re-sent at once, or fatal).
+Attempted = Settled | Throttled | Transient | Fatal | UnknownCode
 
 
 @dataclass(slots=True)
@@ -154,40 +67,14 @@ class _TokenState:
     on_wire: bool = False  # a request of this token is out, not answered yet
     throttled: int = 0  # of them, answered RequestLimitExceeded
     budget_denied: bool = False
-    last_fault: RetryableFault | None = None  # why the latest attempt failed
+    last_fault: Throttled | Transient | ClockSkew | None = None  # why the latest attempt failed
     # What the next request that really leaves counts as (counted when sent, not planned).
     is_recheck: bool = False
     is_retry: bool = False
 
 
-class _TokenStop(stop_base):
-    """When to give up on a token (issue 9, item 5: throttles are not failures).
-
-    A throttled attempt took a slot and slowed the pace, but nothing failed: it counts against
-    its own, larger bound (`max_throttled_attempts`), never against `max_attempts` or the
-    run-wide retry budget. Any other failure counts against `max_attempts`, then the budget,
-    which is charged only for a retry that would really happen."""
-
-    def __init__(self, settings: Settings, budget: RetryBudget, state: _TokenState) -> None:
-        self._settings = settings
-        self._budget = budget
-        self._state = state
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        state = self._state
-        fault = state.last_fault
-        if fault is not None and fault.klass is ErrorClass.THROTTLE:
-            return state.throttled >= self._settings.max_throttled_attempts
-        if state.tries - state.throttled >= self._settings.max_attempts:
-            return True
-        if self._budget.try_spend():
-            return False
-        state.budget_denied = True
-        return True
-
-
 class Engine:
-    """Runs one batch; holds the shared pacer, retry budget, client and sink."""
+    """Runs one batch; holds the shared pacer, retry policy, client and sink."""
 
     def __init__(
         self,
@@ -209,15 +96,10 @@ class Engine:
         self._stop = StopLatch()
         self.pacer = pacer or Pacer(settings.pacing_rate, stop=self._stop)
         self.budget = budget or RetryBudget(settings.retry_budget, settings.retry_refill)
+        self.retries = RetryPolicy(settings, self.budget)
         self.clock = clock
         self.stats = RunStats()
         self.breaker = Breaker(settings.breaker_threshold)
-        # Full jitter (AWS's "Full Jitter"): uniform(0, min(cap, base * 2**n)). tenacity's
-        # wait_exponential_jitter adds jitter on top of the full delay, which keeps retries of
-        # many tokens failing together in lockstep; full jitter spreads them.
-        self._backoff = wait_random_exponential(
-            multiplier=settings.backoff_base, max=settings.backoff_max
-        )
         # Tokens that already have a final line in the output (resume) are skipped.
         self._triage = Triage(
             max_token_age=settings.max_token_age,
@@ -335,6 +217,205 @@ class Engine:
             finally:
                 await self._queue.task_done()
 
+    # -- one token: a slot, a request, its outcome, then act on it ----------------------------
+
+    async def process(self, job: Job) -> dict[str, Any] | None:
+        """Query one token until it settles for this run; write and return its line.
+
+        Returns None when the token is pending and was scheduled for a re-check instead, or
+        when a stop came before its first request left."""
+        state = _TokenState(is_recheck=job.last_response is not None)
+        try:
+            return await self._process(job, state)
+        except asyncio.CancelledError:
+            if self._hard_stop:
+                # Cut off wherever it was (on the wire, waiting for a slot or a backoff whose
+                # end the stop had already set): a token that reached the server keeps a line.
+                self._settle_hard_stopped(job, state)
+            raise
+
+    async def _process(self, job: Job, state: _TokenState) -> dict[str, Any] | None:
+        try:
+            outcome = await self._query(job, state)
+        except Stopped:
+            return await self._settle_stopped(job, state)
+        match outcome:
+            case Settled():
+                return await self._settle(job, outcome)
+            case Throttled() | Transient():
+                return await self._give_up(job, state, outcome)
+            case UnknownCode():
+                # SPEC §2: not final (not retried within the run; the next run asks again), so
+                # a new code never marks a whole night settled. The breaker counts it.
+                record = await self._write(self._error_line(job, outcome), job)
+                self._feed_breaker(outcome.code, outcome.code)
+                return record
+            case Fatal():
+                # The token did reach the server: its line says why the run stopped (not final).
+                await self._write(self._error_line(job, outcome), job)
+                raise FatalRunError(outcome.code, outcome.message, request_id=outcome.request_id)
+            case _:
+                assert_never(outcome)
+
+    async def _query(self, job: Job, state: _TokenState) -> Attempted:
+        """Attempts until one is not worth another (`RetryPolicy` says when that is).
+
+        A plain loop rather than a tenacity `AsyncRetrying` per token: see poller/pipeline/
+        retries.py for why. The backoff sleeps through the stop latch: a stop ends it at once
+        (`Stopped`), with no retry sent."""
+        while True:
+            outcome = await self._attempt(job, state)
+            if not isinstance(outcome, Retry):
+                return outcome
+            why = self.retries.give_up(outcome, attempts=state.tries, throttled=state.throttled)
+            if why is not None:
+                state.budget_denied = why is GiveUp.BUDGET
+                return outcome
+            await self._stop.sleep(self.retries.backoff(outcome, attempts=state.tries))
+
+    async def _attempt(self, job: Job, state: _TokenState) -> Attempted:
+        """One attempt: a paced, freshly signed request. A clock skew is re-signed and sent
+        once more at once, inside the attempt: only a rejection of that immediate, freshly
+        signed request proves the clock wrong (two answers minutes apart do not)."""
+        state.tries += 1
+        # A retry after a failure; a throttled attempt's successor is counted apart (throttles).
+        state.is_retry = state.last_fault is not None and not isinstance(
+            state.last_fault, Throttled
+        )
+        outcome = await self._send(job, state)
+        if isinstance(outcome, ClockSkew):
+            outcome = await self._send(job, state)
+            if isinstance(outcome, ClockSkew):
+                return Fatal(
+                    outcome.code,
+                    "the server rejected a freshly re-signed request as expired right after "
+                    "the first: this machine's clock is more than 5 minutes off; fix it "
+                    "(e.g. enable NTP)",
+                    outcome.request_id,
+                )
+        return outcome
+
+    async def _send(self, job: Job, state: _TokenState) -> Outcome:
+        """One request: a pacer slot (`Stopped` once the run is stopping), counted as it
+        leaves; its answer decided once (`outcome_of`), and heard by the pacer and budget."""
+        await self.pacer.acquire()
+        job.attempts += 1
+        self.stats.requests += 1
+        if state.is_recheck:
+            self.stats.rechecks += 1
+            state.is_recheck = False
+        if state.is_retry:
+            self.stats.retries += 1
+            state.is_retry = False
+        self._on_wire += 1
+        state.on_wire = True  # stays True if this is cancelled: the hard stop's accounting
+        exchange: Reply | TransportFault
+        try:
+            exchange = await self.client.get_result(job.token)
+        except TransportFault as fault:
+            exchange = fault
+        finally:
+            self._on_wire -= 1
+        state.on_wire = False
+        outcome = outcome_of(exchange, self.settings.pending_codes)
+        match outcome:
+            case Settled(answered=True):
+                self.pacer.on_success()
+                self.budget.on_success()
+            case Throttled():
+                self.stats.throttles += 1
+                state.throttled += 1
+                state.last_fault = outcome
+                if self.pacer.on_throttle():
+                    log.info(
+                        "throttled by the server: pacing lowered to %.2f req/s", self.pacer.rate
+                    )
+            case Transient() | ClockSkew():
+                state.last_fault = outcome
+        if isinstance(outcome, Fault):
+            log.debug("token %s attempt %d: %r", job.token, job.attempts, outcome)
+        return outcome
+
+    async def _settle(self, job: Job, settled: Settled) -> dict[str, Any] | None:
+        """The token has its answer for this run: write it, or re-check a pending one later."""
+        if settled.answered:
+            # A verification result is what "healthy" means for the metrics' staleness alert.
+            self.stats.last_success = self.clock()
+        self._feed_breaker(None)  # any settled token ends a breaker streak
+        if settled.status is Status.PENDING and await self._recheck_later(job, settled):
+            return None
+        error = settled.error
+        return await self._write(
+            self._line(
+                token=job.token,
+                status=settled.status,
+                final=settled.final,
+                attempts=job.attempts,
+                response=settled.response,
+                error=None if error is None else ErrorInfo(error.code, error.message),
+                request_id=settled.request_id,
+            ),
+            job,
+        )
+
+    async def _recheck_later(self, job: Job, pending: Settled) -> bool:
+        """Schedule a pending token for another look, if its wait allows; False if not."""
+        now = asyncio.get_running_loop().time()
+        if job.first_pending_at is None:
+            job.first_pending_at = now
+        wait = self.settings.recheck_after
+        if now + wait - job.first_pending_at > self.settings.max_pending_wait:
+            return False
+        job.last_response = pending.response
+        # Refused once the run is stopping (the queue checks under its lock): then the token
+        # is written `pending` by the caller instead of vanishing with the emptied heap.
+        return await self._queue.schedule_recheck(job, wait)
+
+    async def _give_up(
+        self, job: Job, state: _TokenState, fault: Throttled | Transient
+    ) -> dict[str, Any]:
+        """Retries are over for this token: an `error` line, not final; the breaker hears it."""
+        message = fault.message
+        if isinstance(fault, Throttled):
+            message += f" (throttled {state.throttled} times in a row; the account's quota is busy)"
+        elif state.budget_denied:
+            message += " (the run's retry budget is spent: too many failures at once)"
+        record = await self._write(self._error_line(job, fault, message), job)
+        # Timeouts, resets and 5xx mix in one outage: one breaker outcome whatever the code. A
+        # token that only ever met throttles is its own: the quota is taken, not the service down.
+        self._feed_breaker(
+            "throttled" if isinstance(fault, Throttled) else "retries exhausted", fault.code
+        )
+        return record
+
+    def _feed_breaker(self, outcome: str | None, code: str = "") -> None:
+        """Feed the breaker one settled token: `outcome` None is a success (resets it), else
+        the non-success it names; raises `FatalRunError` when the breaker trips (SPEC §2)."""
+        if not self.breaker.record(outcome):
+            return
+        n = self.breaker.streak
+        tokens = f"{n} token{'s' if n != 1 else ''} in a row"
+        were = "were" if n != 1 else "was"
+        if outcome == "throttled":
+            message = (
+                f"{tokens} {were} throttled ({code}) "
+                f"{self.settings.max_throttled_attempts} times each: another client is "
+                "spending this account's quota; the run stops instead of competing with it "
+                "for the rest"
+            )
+        elif outcome == "retries exhausted":
+            message = (
+                f"{tokens} ended in faults that outlasted their retries (the last: {code}); "
+                "the service looks unavailable, so the run stops instead of spending the "
+                "quota on the rest"
+            )
+        else:
+            message = (
+                f"{tokens} {were} answered with {code}, a code this poller does not know; the "
+                "run stops instead of spending the quota on the rest"
+            )
+        raise FatalRunError(code, message, breaker=True)
+
     # -- stopping early ----------------------------------------------------------------------
 
     def stop(self, reason: str) -> None:
@@ -404,82 +485,6 @@ class Engine:
             self.stats.local_error = _describe_local(exc)
             self.stats.output_closed = isinstance(exc, OutputError) and exc.pipe_closed
 
-    # -- one token ---------------------------------------------------------------------------
-
-    async def process(self, job: Job) -> dict[str, Any] | None:
-        """Query one token until it settles for this run; write and return its line.
-
-        Returns None when the token is pending and was scheduled for a re-check instead, or
-        when a stop came before its first request left."""
-        state = _TokenState(is_recheck=job.last_response is not None)
-        try:
-            return await self._process(job, state)
-        except asyncio.CancelledError:
-            if self._hard_stop:
-                # Cut off wherever it was (on the wire, waiting for a slot or a backoff whose
-                # end the stop had already set): a token that reached the server keeps a line.
-                self._settle_hard_stopped(job, state)
-            raise
-
-    async def _process(self, job: Job, state: _TokenState) -> dict[str, Any] | None:
-        try:
-            try:
-                # Most tokens settle on their first attempt: they skip tenacity's machinery,
-                # which cost a tenth of the CPU per token (benchmarks).
-                reply = await self._attempt(job, state)
-            except RetryableFault as first:
-                reply = await self._retry(job, state, first)
-        except RetryableFault as fault:
-            return await self._give_up(job, state, fault)
-        except Stopped:
-            return await self._settle_stopped(job, state)
-        except FatalRunError as fatal:
-            # The token did reach the server: its line says why the run stopped (not final).
-            await self._write(
-                self._line(
-                    token=job.token,
-                    status=Status.ERROR,
-                    final=False,
-                    attempts=job.attempts,
-                    error=ErrorInfo(fatal.code, fatal.message),
-                    request_id=fatal.request_id,
-                ),
-                job,
-            )
-            raise
-        if reply.error is not None:
-            return await self._settle_error(job, reply)
-        status = status_for_result(reply.response, self.settings.pending_codes)
-        # A verification result (passed, failed or pending) is what "healthy" means for the
-        # metrics' staleness alert, and what ends a breaker streak; throttles and errors never.
-        self.stats.last_success = self.clock()
-        self._check_breaker(None)
-        if status is Status.PENDING and await self._recheck_later(job, reply):
-            return None
-        return await self._write(
-            self._line(
-                token=job.token,
-                status=status,
-                final=status is not Status.PENDING,
-                attempts=job.attempts,
-                response=reply.response,
-            ),
-            job,
-        )
-
-    async def _recheck_later(self, job: Job, reply: Reply) -> bool:
-        """Schedule a pending token for another look, if its wait allows; False if not."""
-        now = asyncio.get_running_loop().time()
-        if job.first_pending_at is None:
-            job.first_pending_at = now
-        wait = self.settings.recheck_after
-        if now + wait - job.first_pending_at > self.settings.max_pending_wait:
-            return False
-        job.last_response = reply.response
-        # Refused once the run is stopping (the queue checks under its lock): then the token
-        # is written `pending` by the caller instead of vanishing with the emptied heap.
-        return await self._queue.schedule_recheck(job, wait)
-
     def _pending_line(self, job: Job) -> dict[str, Any]:
         return self._line(
             token=job.token,
@@ -501,14 +506,7 @@ class Engine:
         if fault is None and job.last_response is not None:
             return self._pending_line(job)
         if fault is not None and not cut_off:
-            return self._line(
-                token=job.token,
-                status=Status.ERROR,
-                final=False,
-                attempts=job.attempts,
-                error=ErrorInfo(fault.code, f"{fault.message} (the run stopped before a retry)"),
-                request_id=fault.request_id,
-            )
+            return self._error_line(job, fault, f"{fault.message} (the run stopped before a retry)")
         return self._line(
             token=job.token,
             status=Status.ERROR,
@@ -538,199 +536,6 @@ class Engine:
         if record is not None:
             self._write_now(record, job)
 
-    async def _give_up(
-        self, job: Job, state: _TokenState, fault: RetryableFault
-    ) -> dict[str, Any] | None:
-        """Retries are over for this token: an `error` line, not final; the breaker hears it."""
-        message = fault.message
-        if fault.klass is ErrorClass.THROTTLE:
-            message += f" (throttled {state.throttled} times in a row; the account's quota is busy)"
-        elif state.budget_denied:
-            message += " (the run's retry budget is spent: too many failures at once)"
-        record = await self._write(
-            self._line(
-                token=job.token,
-                status=Status.ERROR,
-                final=False,
-                attempts=job.attempts,
-                error=ErrorInfo(fault.code, message),
-                request_id=fault.request_id,
-            ),
-            job,
-        )
-        self._check_breaker(fault.code, gave_up=fault.klass)
-        return record
-
-    async def _settle_error(self, job: Job, reply: Reply) -> dict[str, Any]:
-        """A per-token API error: expired and invalid are final; an unlisted code is not."""
-        assert reply.error is not None
-        klass = classify(reply.error.code)
-        status = {
-            ErrorClass.EXPIRED: Status.EXPIRED,
-            ErrorClass.INVALID_TOKEN: Status.INVALID_TOKEN,
-        }.get(klass, Status.ERROR)
-        record = await self._write(
-            self._line(
-                token=job.token,
-                status=status,
-                # SPEC §2: a code the table does not know is not final (not retried within the
-                # run; the next run asks again), so a new code never marks a whole night settled.
-                final=status is not Status.ERROR,
-                attempts=job.attempts,
-                error=ErrorInfo(reply.error.code, reply.error.message),
-                request_id=reply.request_id,
-            ),
-            job,
-        )
-        self._check_breaker(reply.error.code if status is Status.ERROR else None)
-        return record
-
-    def _check_breaker(self, code: str | None, *, gave_up: ErrorClass | None = None) -> None:
-        """Feed the breaker one settled token: `code` None is a success (resets it); an
-        unlisted code is one outcome per code; a token given up on (`gave_up`: the class of
-        its last fault) is one outcome whatever its code, as timeouts, resets and 5xx mix in
-        one outage. A token that only ever met throttles is its own outcome: the account's
-        quota is taken, the service is not down, and the message must say so."""
-        if gave_up is ErrorClass.THROTTLE:
-            outcome: str | None = "throttled"
-        elif gave_up is not None:
-            outcome = "retries exhausted"
-        else:
-            outcome = code
-        if not self.breaker.record(outcome):
-            return
-        n = self.breaker.streak
-        tokens = f"{n} token{'s' if n != 1 else ''} in a row"
-        if outcome == "throttled":
-            message = (
-                f"{tokens} {'were' if n != 1 else 'was'} throttled ({code}) "
-                f"{self.settings.max_throttled_attempts} times each: another client is "
-                "spending this account's quota; the run stops instead of competing with it "
-                "for the rest"
-            )
-        elif outcome == "retries exhausted":
-            message = (
-                f"{tokens} ended in faults that outlasted their retries (the last: {code}); "
-                "the service looks unavailable, so the run stops instead of spending the "
-                "quota on the rest"
-            )
-        else:
-            message = (
-                f"{tokens} {'were' if n != 1 else 'was'} answered with {code}, a code this "
-                "poller does not know; the run stops instead of spending the quota on the rest"
-            )
-        raise FatalRunError(code or "", message, breaker=True)
-
-    async def _retry(self, job: Job, state: _TokenState, first: RetryableFault) -> Reply:
-        """Attempts 2.. under a fresh tenacity `AsyncRetrying`.
-
-        The first failure is replayed as tenacity's attempt 1 (no request is made for it), so
-        the attempt limits, the retry budget, the backoff and the counters all see it. The
-        backoff sleeps through the stop latch: a stop ends it at once, with no retry sent."""
-        retrying = AsyncRetrying(
-            stop=_TokenStop(self.settings, self.budget, state),
-            wait=self._wait,
-            sleep=self._stop.sleep,
-            retry=retry_if_exception_type(RetryableFault),
-            reraise=True,
-        )
-        replay = [first]
-
-        async def attempt() -> Reply:
-            if replay:
-                raise replay.pop()
-            return await self._attempt(job, state)
-
-        reply: Reply = await retrying(attempt)
-        return reply
-
-    async def _attempt(self, job: Job, state: _TokenState) -> Reply:
-        """One attempt: a paced, freshly signed request. `SignatureExpire` is re-signed and
-        sent once more at once, inside the attempt: only a rejection of that immediate,
-        freshly signed request proves the clock wrong (two answers minutes apart do not)."""
-        state.tries += 1
-        fault = state.last_fault
-        # A retry after a failure; a throttled attempt's successor is counted apart (throttles).
-        state.is_retry = fault is not None and fault.klass is not ErrorClass.THROTTLE
-        try:
-            return await self._send(job, state)
-        except RetryableFault as fault:
-            if fault.klass is not ErrorClass.CLOCK:
-                raise
-        try:
-            return await self._send(job, state)
-        except RetryableFault as fault:
-            if fault.klass is ErrorClass.CLOCK:
-                raise FatalRunError(
-                    fault.code,
-                    "the server rejected a freshly re-signed request as expired right after "
-                    "the first: this machine's clock is more than 5 minutes off; fix it "
-                    "(e.g. enable NTP)",
-                    request_id=fault.request_id,
-                ) from None
-            raise
-
-    async def _send(self, job: Job, state: _TokenState) -> Reply:
-        await self.pacer.acquire()  # raises Stopped once the run is stopping
-        job.attempts += 1
-        self.stats.requests += 1
-        if state.is_recheck:
-            self.stats.rechecks += 1
-            state.is_recheck = False
-        if state.is_retry:
-            self.stats.retries += 1
-            state.is_retry = False
-        self._on_wire += 1
-        state.on_wire = True
-        # state.on_wire stays True if this is cancelled: the hard stop's accounting reads it.
-        try:
-            reply = await self.client.get_result(job.token)
-        except TransportFault as fault:
-            state.on_wire = False
-            log.debug("token %s attempt %d: %s", job.token, job.attempts, fault)
-            raise self._failed(state, ErrorClass.TRANSIENT, fault.code, fault.message) from None
-        finally:
-            self._on_wire -= 1
-        state.on_wire = False
-        if reply.error is None:
-            self.pacer.on_success()
-            self.budget.on_success()
-            return reply
-        klass = classify(reply.error.code)
-        log.debug("token %s attempt %d: %s (%s)", job.token, job.attempts, reply.error, klass)
-        if klass is ErrorClass.THROTTLE:
-            self.stats.throttles += 1
-            state.throttled += 1
-            if self.pacer.on_throttle():
-                log.info("throttled by the server: pacing lowered to %.2f req/s", self.pacer.rate)
-        elif klass is ErrorClass.FATAL:
-            raise FatalRunError(reply.error.code, reply.error.message, request_id=reply.request_id)
-        if klass in (ErrorClass.THROTTLE, ErrorClass.TRANSIENT, ErrorClass.CLOCK):
-            raise self._failed(
-                state, klass, reply.error.code, reply.error.message, reply.request_id
-            )
-        return reply  # a per-token answer (expired, invalid, an unlisted code): settled above
-
-    @staticmethod
-    def _failed(
-        state: _TokenState,
-        klass: ErrorClass,
-        code: str,
-        message: str,
-        request_id: str | None = None,
-    ) -> RetryableFault:
-        state.last_fault = RetryableFault(klass, code, message, request_id)
-        return state.last_fault
-
-    def _wait(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, RetryableFault) and exc.klass is ErrorClass.THROTTLE:
-            # The pacer has already slowed the whole run down; this token only needs to go
-            # to the back of the line, not sit out an exponentially growing penalty.
-            return random.uniform(0, self.settings.backoff_base)
-        return self._backoff(retry_state)
-
     # -- lines out ---------------------------------------------------------------------------
 
     def _line(
@@ -754,6 +559,17 @@ class Engine:
             error=error,
             request_id=request_id,
             detail=self.settings.detail,
+        )
+
+    def _error_line(self, job: Job, fault: Fault, message: str | None = None) -> dict[str, Any]:
+        """An `error` line, not final, for a token that reached the server and did not settle."""
+        return self._line(
+            token=job.token,
+            status=Status.ERROR,
+            final=False,
+            attempts=job.attempts,
+            error=ErrorInfo(fault.code, fault.message if message is None else message),
+            request_id=fault.request_id,
         )
 
     async def _write(self, record: dict[str, Any], job: Job | None = None) -> dict[str, Any]:
@@ -815,29 +631,3 @@ def _describe_local(exc: BaseException) -> str:
         # Not from the output (that is an OutputError) nor the input: say what it was.
         return f"an unexpected system error: {exc.strerror or exc}"
     return str(exc).rstrip(".")
-
-
-def format_summary(stats: RunStats, pacer: Pacer) -> str:
-    """One line for cron logs: what happened, in numbers."""
-    statuses = ", ".join(f"{s.value} {stats.by_status.get(s.value, 0)}" for s in Status)
-    codes = " ".join(f"{code}:{n}" for code, n in sorted(stats.result_codes.items())) or "none"
-    rate = stats.requests / stats.elapsed if stats.elapsed > 0 else 0.0
-    parts = [
-        f"{stats.tokens} tokens in {stats.elapsed:.1f} s: {statuses}",
-        f"not final {stats.not_final}",
-        f"skipped: already final {stats.skipped_final}, duplicates {stats.duplicates}",
-        f"expired by issued_at {stats.expired_local}",
-        f"pending re-checks {stats.rechecks}",
-        f"result codes {codes}",
-        f"charge_count total {stats.charges}",
-        f"requests {stats.requests} (retries {stats.retries}, throttled {stats.throttles}, "
-        f"slowdowns {pacer.slowdowns})",
-        f"effective rate {rate:.2f} req/s (pacing {pacer.rate:.2f} of {pacer.target_rate:.2f})",
-    ]
-    if stats.budget_denied:
-        parts.append(f"retries refused by the retry budget {stats.budget_denied}")
-    if stats.cut_off:
-        parts.append(f"requests cut off on the wire by the hard stop {stats.cut_off}")
-    if stats.unwritten:
-        parts.append(f"lines that never reached the output {stats.unwritten}")
-    return "summary: " + "; ".join(parts)

@@ -46,7 +46,6 @@ class Pacer:
         "_slot",
         "_stop",
         "_time",
-        "acquired",
         "rate",
         "slowdowns",
         "target_rate",
@@ -63,7 +62,6 @@ class Pacer:
             raise ValueError("rate must be above 0")
         self.target_rate = rate
         self.rate = rate
-        self.acquired = 0
         self.slowdowns = 0
         # The loop clock by default: the same clock aiolimiter and asyncio.sleep run on.
         self._time = time_fn or (lambda: asyncio.get_running_loop().time())
@@ -108,7 +106,6 @@ class Pacer:
             if self._time() - due > 1.0 / self.rate:
                 self._reanchor(self._time())
             self._slot += 1
-            self.acquired += 1
 
     def _due(self) -> float:
         assert self._anchor is not None
@@ -145,7 +142,7 @@ class Pacer:
     def __repr__(self) -> str:
         return (
             f"<Pacer rate={self.rate:.2f}/s target={self.target_rate:.2f}/s "
-            f"acquired={self.acquired} slowdowns={self.slowdowns}>"
+            f"slowdowns={self.slowdowns}>"
         )
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from poller.output.records import Status
+from poller.api.outcomes import Status
 from poller.report._read import Entry, Index, LineStats, TokenResult, load
 
 _STATUS_ORDER = {status: i for i, status in enumerate(Status)}

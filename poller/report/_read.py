@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
-from poller.output.records import Status
+from poller.api.outcomes import Status
 
 #: How many unreadable line numbers a report names; the rest are only counted.
 UNREADABLE_SHOWN: Final = 5

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
-from poller.output.records import Status
+from poller.api.outcomes import Status
 from poller.report._diff import Change, Diff
 from poller.report._read import LineStats, TokenResult
 from poller.report._summary import ERROR_STATUSES, Report, meaning

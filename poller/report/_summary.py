@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from poller.output.records import Status
+from poller.api.outcomes import Status
 from poller.report._read import Entry, Index, LineReader, LineStats, TokenResult
 
 #: SPEC §1.4: a non-zero Result mirrors the last CompareResult's ErrorCode. "-999" and "17" are the

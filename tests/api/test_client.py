@@ -274,7 +274,7 @@ async def test_request_shape_and_signature(
     )
     check_signature(kwargs, settings, 1551113065)
     assert kwargs["allow_redirects"] is False
-    assert client.calls == 1
+    assert len(sent(mocked)) == 1
 
 
 async def test_loopback_endpoint_host_has_port(
@@ -343,7 +343,6 @@ async def test_each_call_is_signed_with_a_fresh_timestamp(
     assert first["headers"]["Authorization"] != second["headers"]["Authorization"]
     check_signature(first, settings, int(NOW))
     check_signature(second, settings, int(NOW) + 301)
-    assert client.calls == 2
 
 
 async def test_api_error_is_a_reply_not_a_fault(
@@ -379,7 +378,6 @@ async def test_http_status_faults(
     with pytest.raises(TransportFault) as info:
         await client.get_result(TOKEN)
     assert info.value.code == f"Transport.HTTP{status}"
-    assert client.calls == 1
     assert len(sent(mocked)) == 1
 
 
@@ -434,7 +432,6 @@ async def test_transport_problems_are_mapped(
         assert fault.message == "no answer within 2.5 s"
     else:
         assert fault.message.startswith(type(exc).__name__ + ": ")
-    assert client.calls == 1
     assert len(sent(mocked)) == 1
 
 
@@ -488,8 +485,7 @@ async def test_scripted_server_sees_every_call(
         await client.get_result("b")
     assert (await client.get_result("b")).response["Result"] == "2015"
     assert dict(server.calls) == {"a": 2, "b": 2}
-    assert client.calls == 4
-    assert repr(client) == f"<FaceIdClient url={URL!r} calls=4>"
+    assert repr(client) == f"<FaceIdClient url={URL!r}>"
 
 
 async def test_client_needs_credentials(session: aiohttp.ClientSession) -> None:

@@ -11,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poller.api.client import MAX_DEPTH, Reply, TransportFault, parse_reply
+from poller.api.outcomes import Status
 from poller.config.settings import Detail
-from poller.output.records import Status, build_record, encode_record
+from poller.output.records import build_record, encode_record
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

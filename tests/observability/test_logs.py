@@ -21,8 +21,8 @@ from poller.observability.logs import (
     setup_logging,
 )
 from poller.observability.progress import Progress
-from poller.pipeline.engine import RunStats
 from poller.pipeline.pacing import Pacer
+from poller.pipeline.stats import RunStats
 
 SECRET = "testSECRETkeyNEVERshown"
 

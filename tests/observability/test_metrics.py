@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from poller.observability.metrics import MetricsWriter, render_metrics, write_metrics
-from poller.pipeline.engine import FatalRunError, RunStats
 from poller.pipeline.pacing import Pacer
+from poller.pipeline.stats import FatalRunError, RunStats
 from tests.conftest import PollerLog
 
 P = "faceid_poller_"

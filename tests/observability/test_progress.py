@@ -9,8 +9,8 @@ import logging
 import pytest
 
 from poller.observability.progress import Progress, format_duration
-from poller.pipeline.engine import RunStats
 from poller.pipeline.pacing import Pacer
+from poller.pipeline.stats import RunStats
 from tests.conftest import PollerLog
 
 

@@ -13,17 +13,16 @@ from typing import Any
 
 import pytest
 
+from poller.api.outcomes import Status
 from poller.config.settings import Detail
 from poller.output.records import (
     KEYS,
     WRITE_PIECE,
     ErrorInfo,
     JsonlSink,
-    Status,
     build_record,
     encode_record,
     rfc3339,
-    status_for_result,
 )
 from tests.helpers import ok
 
@@ -236,42 +235,6 @@ def test_checked_at_ignores_local_timezone(monkeypatch: pytest.MonkeyPatch) -> N
     finally:
         monkeypatch.undo()
         time.tzset()
-
-
-# -- status_for_result ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("response", "expected"),
-    [
-        ({"Result": "0"}, Status.PASSED),
-        ({"Result": 0}, Status.PASSED),
-        ({"Result": "-999"}, Status.PENDING),
-        ({"Result": -999}, Status.PENDING),
-        ({"Result": "17"}, Status.PENDING),
-        ({"Result": 17}, Status.PENDING),
-        ({"Result": ""}, Status.PENDING),
-        ({"Result": None}, Status.PENDING),
-        ({}, Status.PENDING),
-        ({"Result": "1001"}, Status.FAILED),
-        ({"Result": "2015"}, Status.FAILED),
-        ({"Result": "00"}, Status.FAILED),
-        ({"Result": " 0"}, Status.FAILED),
-        ({"Result": 0.0}, Status.FAILED),
-        ({"Result": False}, Status.FAILED),
-        ({"Result": "-1"}, Status.FAILED),
-    ],
-)
-def test_status_for_result_default_codes(response: dict[str, Any], expected: Status) -> None:
-    assert status_for_result(response, ("-999", "17")) is expected
-
-
-def test_status_for_result_custom_pending_codes() -> None:
-    assert status_for_result({"Result": "17"}, ("5",)) is Status.FAILED
-    assert status_for_result({"Result": "5"}, ("5",)) is Status.PENDING
-    assert status_for_result({"Result": "-999"}, ()) is Status.FAILED
-    assert status_for_result({"Result": ""}, ()) is Status.PENDING  # empty is always pending
-    assert status_for_result({"Result": "0"}, ("0",)) is Status.PASSED  # "0" always passes
 
 
 # -- encode_record -------------------------------------------------------------------------------

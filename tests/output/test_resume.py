@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from poller.api.outcomes import Status
 from poller.config.settings import Detail
 from poller.output import resume
-from poller.output.records import ErrorInfo, Status, build_record, encode_record
+from poller.output.records import ErrorInfo, build_record, encode_record
 from poller.output.resume import (
     ResumeError,
     ResumeState,

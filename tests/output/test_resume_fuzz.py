@@ -14,9 +14,10 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from poller.api.outcomes import Status
 from poller.input.keys import token_key
 from poller.output import resume
-from poller.output.records import Status, build_record, encode_record
+from poller.output.records import build_record, encode_record
 from poller.output.resume import ResumeState, load_resume_state
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

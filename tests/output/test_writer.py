@@ -12,11 +12,13 @@ import threading
 from pathlib import Path
 
 from poller.api.client import Reply
+from poller.api.outcomes import Status
 from poller.input.tokens import TokenEntry
 from poller.job import _Stopper
-from poller.output.records import JsonlSink, Status, build_record
+from poller.output.records import JsonlSink, build_record
 from poller.output.writer import BUFFER_LINES, LineWriter
-from poller.pipeline.engine import Engine, format_summary
+from poller.pipeline.engine import Engine
+from poller.pipeline.stats import format_summary
 from tests.fake_api import FakeClient
 from tests.helpers import make_settings, ok
 

@@ -19,7 +19,7 @@ from poller.config.settings import Settings
 from poller.input.tokens import BadEntry, InputItem, TokenEntry
 from poller.output.records import JsonlSink
 from poller.pipeline.engine import Engine
-from poller.pipeline.pacing import RetryBudget
+from poller.pipeline.pacing import Pacer, RetryBudget
 from tests.helpers import (
     SECRET_ID,
     SECRET_KEY,
@@ -58,12 +58,13 @@ async def run_engine(
     items: list[InputItem] | None = None,
     settings: Settings | None = None,
     budget: RetryBudget | None = None,
+    pacer: Pacer | None = None,
 ) -> Harness:
     settings = settings or make_settings()
     server = ScriptedServer(scripts)
     out = tmp_path / "out.jsonl"
     sink = JsonlSink(str(out))
-    engine = Engine(settings, FaceIdClient(session, settings), sink, budget=budget)
+    engine = Engine(settings, FaceIdClient(session, settings), sink, budget=budget, pacer=pacer)
     feed: Iterator[InputItem] = iter(
         items if items is not None else [TokenEntry(t, n, None) for n, t in enumerate(scripts, 1)]
     )
@@ -98,6 +99,16 @@ async def test_a_token_that_fails_with_a_non_zero_result(
     assert h.engine.stats.exit_status() == 0
 
 
+class CountingPacer(Pacer):
+    """A pacer that counts the slots it hands out (the engine's one count is `requests`)."""
+
+    slots = 0
+
+    async def acquire(self) -> None:
+        await super().acquire()
+        self.slots += 1
+
+
 TRANSIENT_FAULTS: dict[str, Step] = {
     "internal_error": api_error("InternalError"),
     "html_502": CallbackResult(status=502, body="<html><body>Bad Gateway</body></html>"),
@@ -114,14 +125,16 @@ async def test_transient_fault_is_retried_then_passes(
     tmp_path: Path, session: aiohttp.ClientSession, fault: str
 ) -> None:
     step = TRANSIENT_FAULTS[fault]
-    h = await run_engine(tmp_path, session, {"tok": [step, step, ok("0")]})
+    pacer = CountingPacer(10_000.0)
+    h = await run_engine(tmp_path, session, {"tok": [step, step, ok("0")]}, pacer=pacer)
     line = h.by_token()["tok"]
     assert line["status"] == "passed"
     assert line["attempts"] == 3
     assert h.server.calls["tok"] == 3
     assert h.engine.stats.retries == 2
+    assert h.engine.stats.requests == 3
     # Every attempt, retries included, took a pacer slot.
-    assert h.engine.pacer.acquired == 3
+    assert pacer.slots == 3
 
 
 async def test_throttle_then_pass_lowers_the_rate(

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 import poller.report._command as command
-from poller.output.records import ErrorInfo, Status, build_record, encode_record
+from poller.api.outcomes import Status
+from poller.output.records import ErrorInfo, build_record, encode_record
 from poller.report import (
     CODE_MEANINGS,
     CSV_HEADER,
