@@ -11,7 +11,7 @@ from tenacity import RetryCallState
 from poller.api.client import TransportFault
 from poller.api.outcomes import ErrorClass
 from poller.config.settings import Settings
-from poller.output.records import JsonlSink
+from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine, RetryableFault, format_summary
 from poller.pipeline.pacing import RetryBudget
 from tests.fake_api import FakeClient, FakeStep, run_engine_virtual

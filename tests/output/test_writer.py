@@ -14,7 +14,8 @@ from pathlib import Path
 from poller.api.client import Reply
 from poller.input.tokens import TokenEntry
 from poller.job import _Stopper
-from poller.output.records import JsonlSink, Status, build_record
+from poller.output.records import Status, build_record
+from poller.output.sink import JsonlSink, Sink
 from poller.output.writer import BUFFER_LINES, LineWriter
 from poller.pipeline.engine import Engine, format_summary
 from tests.fake_api import FakeClient
@@ -78,7 +79,7 @@ async def test_a_stalled_reader_does_not_stop_ctrl_c_from_stopping_the_run(
     client = FakeClient({}, default=ok())
     writers: list[LineWriter] = []
 
-    def output(sink: JsonlSink) -> LineWriter:
+    def output(sink: Sink) -> LineWriter:
         writers.append(LineWriter(sink))
         return writers[0]
 
