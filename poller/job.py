@@ -24,7 +24,7 @@ import signal
 import ssl
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
@@ -497,6 +497,7 @@ class Poll:
         "_iterated",
         "_settings",
         "_task",
+        "_timer",
         "_tokens",
     )
 
@@ -519,8 +520,9 @@ class Poll:
         self._channel = ResultChannel(buffer)
         self._engine: Engine | None = None
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the grace period of a stop
         self._iterated = False
-        self._closed = False
+        self._closed = False  # stopped, or ended and reported: no more results
 
     @property
     def stats(self) -> RunStats | None:
@@ -539,21 +541,21 @@ class Poll:
     ) -> None:
         await self.aclose()
 
-    def __aiter__(self) -> AsyncIterator[Result]:
+    def __aiter__(self) -> _Results:
         if self._iterated:
             raise PollerError("a poll() gives its results once: call poll() again to rerun.")
         self._iterated = True
-        return self._results()
+        return _Results(self)
 
-    async def _results(self) -> AsyncIterator[Result]:
+    async def _next(self) -> Result:
         self._start()
-        try:
-            while (record := await self._channel.get()) is not None:
-                yield Result.from_line(record)
-            if not self._closed:
-                await self._finish()
-        finally:
-            await self.aclose()
+        record = await self._channel.get()
+        if record is not None:
+            return Result.from_line(record)
+        if not self._closed:
+            self._closed = True
+            await self._finish()
+        raise StopAsyncIteration
 
     def _start(self) -> None:
         if self._task is not None:
@@ -568,7 +570,7 @@ class Poll:
             if client is None:
                 session = await stack.enter_async_context(open_session(self._settings))
                 client = FaceIdClient(session, self._settings)
-            # From here to the engine's first wait nothing yields: a stop (`aclose`) always
+            # From here to the engine's first wait nothing yields: a stop (`_stop`) always
             # finds the engine running, never about to start.
             self._engine = Engine(self._settings, client, NullSink(), output=self._channel.attach)
             try:
@@ -576,6 +578,8 @@ class Poll:
             finally:
                 # Also after a crash: the consumer must not wait for lines that never come.
                 await self._channel.close()
+                if self._timer is not None:
+                    self._timer.cancel()
 
     async def _finish(self) -> None:
         """The run ended by itself: surface what stopped it early, if anything did."""
@@ -588,9 +592,24 @@ class Poll:
         if stats.local_error is not None:
             raise PollerError(f"the run stopped: {stats.local_error}.")
 
+    def _stop(self) -> None:
+        """Stop as SIGINT stops `poller run`: nothing new is sent, requests on the wire get the
+        grace period (then `abort`); the results still coming are dropped, never waited for."""
+        self._closed = True
+        task = self._task
+        if task is None or task.done():
+            return
+        self._channel.detach()
+        engine = self._engine
+        if engine is None:  # not started yet: nothing was sent
+            task.cancel()
+        elif self._timer is None:
+            engine.stop("closed")
+            self._timer = task.get_loop().call_later(self._settings.grace_period, engine.abort)
+
     async def aclose(self) -> None:
         """Stop the run (if it still runs) and wait until every request and task is done."""
-        self._closed = True
+        self._stop()
         task = self._task
         if task is None:
             return
@@ -598,25 +617,39 @@ class Poll:
             if not task.cancelled():
                 task.exception()  # retrieved (and raised) by `_finish` when it matters
             return
-        self._channel.detach()  # the results still coming are dropped, never waited for
-        engine = self._engine
-        if engine is None:  # not started yet: nothing was sent
-            task.cancel()
-            await asyncio.wait([task])
-            return
-        engine.stop("closed")
-        loop = asyncio.get_running_loop()
-        timer = loop.call_later(self._settings.grace_period, engine.abort)
         try:
-            await asyncio.shield(task)
+            await asyncio.wait([task])  # never raises the run's outcome, nor cancels it
         except asyncio.CancelledError:
-            if not task.done():  # this wait was cancelled: stop at once, still account for all
-                engine.abort()
-                await asyncio.wait([task])
+            # This wait was cancelled: stop at once, and still let the run account for all.
+            if self._engine is not None:
+                self._engine.abort()
+            await asyncio.wait([task])
             raise
-        finally:
-            timer.cancel()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._task else "not started"
         return f"<Poll {state} {self._channel!r}>"
+
+
+class _Results:
+    """`async for result in poll(...)`: the results of one `Poll`, once.
+
+    Dropped before the end (a `break` without the `async with` block), it stops the run: the
+    loop cannot await anything from here, but a stop needs no waiting (SPEC §3)."""
+
+    __slots__ = ("_poll",)
+
+    def __init__(self, run: Poll) -> None:
+        self._poll = run
+
+    def __aiter__(self) -> _Results:
+        return self
+
+    async def __anext__(self) -> Result:
+        return await self._poll._next()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the run is over anyway
+            self._poll._stop()

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from poller import cli, job
+from poller import job
 from poller.cli import main
 from poller.config.settings import FIELD_NAMES, Settings
 from poller.input.tokens import InputItem
