@@ -1,37 +1,56 @@
 """faceid-poller: fetch Tencent Cloud FaceID verification results in bulk.
 
-The command line (`poller run`, `poller report`, `poller simulate`) is the main interface; these
-names are for running a batch from Python with the same wiring the command uses.
+The command line (`poller run`, `poller report`, `poller simulate`) is the main interface. These
+names are for scheduling the job from Python (an Airflow or Dagster task, a notebook), on the
+very path the command takes:
+
+- `run_batch(tokens, output, settings)`: what `poller run` does, blocking; returns a summary.
+- `poll(tokens, settings)`: each token's `Result` as it settles, in an async iterator.
+- `build_settings(...)` or `Settings(...)` with `Credentials`: the settings of a run.
+- `Sink`: where lines go; `JsonlSink` is the JSON-lines file.
+- `PollerError`: the base of every error they raise; each one is a sentence for a person.
+
+Everything else lives in the stage packages (poller.input, poller.api, poller.output,
+poller.pipeline, ...) and may change between releases.
 """
 
 from poller.api.outcomes import Status
-from poller.api.signing import sign
 from poller.config.credentials import Credentials
 from poller.config.errors import ConfigError
 from poller.config.settings import Detail, Settings, build_settings
-from poller.input.tokens import InputError, read_tokens
-from poller.job import run_job
-from poller.output.lock import OutputLock
-from poller.output.records import JsonlSink
-from poller.output.resume import load_resume_state
-from poller.pipeline.engine import Engine
+from poller.errors import PollerError
+from poller.input.tokens import InputError
+from poller.job import BatchSummary, Poll, poll, run_batch
+from poller.output.lock import LockedError
+from poller.output.records import ErrorInfo
+from poller.output.result import LineFormatError, Result
+from poller.output.resume import ResumeError
+from poller.output.sink import JsonlSink, OutputFileError, Sink
+from poller.output.writer import OutputError
 from poller.pipeline.stats import FatalRunError, RunStats
 
 __all__ = [
+    "BatchSummary",
     "ConfigError",
     "Credentials",
     "Detail",
-    "Engine",
+    "ErrorInfo",
     "FatalRunError",
     "InputError",
     "JsonlSink",
-    "OutputLock",
+    "LineFormatError",
+    "LockedError",
+    "OutputError",
+    "OutputFileError",
+    "Poll",
+    "PollerError",
+    "Result",
+    "ResumeError",
     "RunStats",
     "Settings",
+    "Sink",
     "Status",
     "build_settings",
-    "load_resume_state",
-    "read_tokens",
-    "run_job",
-    "sign",
+    "poll",
+    "run_batch",
 ]

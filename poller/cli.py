@@ -3,37 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import functools
 import itertools
 import logging
 import os
 import signal
-import stat
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
-from poller.config.errors import ConfigError
-from poller.config.settings import InputFormat as Format
-from poller.config.settings import build_settings
-from poller.input.plan import format_plan, make_plan
+from poller.config.settings import INPUT_FORMATS, InputFormat, build_settings
+from poller.errors import PollerError
+from poller.input.plan import format_plan
 from poller.input.tokens import (
-    InputError,
     InputItem,
     estimate_entries,
     is_regular_file,
     read_tokens,
 )
-from poller.input.triage import Triage
-from poller.job import run_job
+from poller.job import plan_batch, run_batch
 from poller.observability.logs import LogFormat, register_secret, setup_logging
-from poller.output.lock import OutputLock
-from poller.output.records import JsonlSink
-from poller.output.resume import ResumeError, load_resume_state
 from poller.pipeline.stats import RunStats, format_summary
 
 log = logging.getLogger("poller")
@@ -41,7 +31,7 @@ log = logging.getLogger("poller")
 EXIT_USAGE = 2
 
 
-class UserError(Exception):
+class UserError(PollerError):
     """Something the user can fix; printed as one sentence, exit 2."""
 
 
@@ -63,7 +53,7 @@ def _add_run_parser(sub: Any) -> None:
     p.add_argument("--tokens", required=True, metavar="PATH", help="token file, or - for stdin")
     p.add_argument(
         "--input-format",
-        choices=("text", "csv", "jsonl"),
+        choices=INPUT_FORMATS,
         help="input format (default: by extension: .csv, .jsonl/.ndjson, else plain text)",
     )
     p.add_argument("--output", default="-", metavar="PATH", help="JSON-lines output (default -)")
@@ -214,45 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_input(path: str, fmt: Format | None) -> Iterator[InputItem]:
+def _open_input(path: str, fmt: InputFormat | None) -> Iterator[InputItem]:
     """Open the input and read its first item now, so a whole-file problem is exit 2."""
     items = read_tokens(path, fmt)
     first = next(items, None)
     return items if first is None else itertools.chain([first], items)
-
-
-def _is_resumable(output: str) -> bool:
-    """Only a regular file (or one yet to be created) is resumed and locked; not - or /dev/null."""
-    if output == "-":
-        return False
-    try:
-        return stat.S_ISREG(os.stat(output).st_mode)
-    except FileNotFoundError:
-        return True
-    except OSError as exc:
-        raise UserError(f"cannot use output {output}: {exc.strerror}.") from None
-
-
-def _start_fresh(output: str, force: bool) -> None:
-    """Empty the output for --fresh. Runs before any request, so a failure is the user's to
-    fix (a read-only file system, a file busy or locked elsewhere): one sentence, exit 2."""
-    try:
-        size = os.path.getsize(output)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise UserError(f"cannot use output {output}: {exc.strerror or exc}.") from None
-    if size and not force:
-        raise UserError(
-            f"{output} already holds results and --fresh would throw them away; add --force "
-            "to start over, or leave out --fresh to resume."
-        )
-    try:
-        os.truncate(output, 0)
-    except OSError as exc:
-        raise UserError(
-            f"--fresh cannot empty {output}: {exc.strerror or exc}; nothing was queried."
-        ) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -279,70 +235,32 @@ def _run_command(args: argparse.Namespace) -> int:
             register_secret(settings.credentials.session_token)
     for warning in warnings:
         log.warning("warning: %s", warning)
-    input_format = cast(Format | None, settings.input_format or None)
+    input_format = cast(InputFormat | None, settings.input_format or None)
     items = _open_input(args.tokens, input_format)
     # The bar's total comes from a second read of the input, so only where a second read
     # cannot take tokens away from the run: a regular file. Anything else has no total.
     count_entries: Callable[[], int | None] | None = None
     if is_regular_file(args.tokens):
         count_entries = functools.partial(estimate_entries, args.tokens, input_format)
-    resumable = _is_resumable(args.output)
     if args.dry_run:
-        state = None
-        if resumable and not args.fresh:
-            state = load_resume_state(args.output, set_aside=False)
-        triage = Triage(
-            max_token_age=settings.max_token_age,
-            clock=time.time,
-            already_final=state.is_final if state else None,
-            expired_before=state.was_expired_locally if state else None,
-        )
-        plan = make_plan(items, triage)
+        plan = plan_batch(items, args.output, settings, fresh=args.fresh)
         if sys.stdout is None:  # started with `>&-`: the plan would vanish without a word
             raise UserError("standard output is closed, so the plan cannot be shown.")
         print(format_plan(plan, settings, tokens=args.tokens, output=args.output))
         return 0
-    with contextlib.ExitStack() as stack:
-        state = None
-        if resumable:
-            # One run per output file at a time: a second one would duplicate every line.
-            stack.enter_context(OutputLock(args.output))
-            if args.fresh:
-                _start_fresh(args.output, args.force)
-            state = load_resume_state(args.output)
-            if state.lines or state.torn_bytes:
-                log.info("resuming %s: %s", args.output, state.summary())
-        try:
-            sink = JsonlSink(args.output)
-        except OSError as exc:
-            raise UserError(f"cannot open output {args.output}: {exc.strerror}.") from None
-        close_errors: list[str] = []
-
-        def close_sink() -> None:
-            # The last flush and close can fail too (EIO on a network disk): one sentence.
-            try:
-                sink.close()
-            except OSError as exc:
-                close_errors.append(f"cannot finish writing the output: {exc.strerror or exc}")
-
-        stack.callback(close_sink)
-        engine = asyncio.run(
-            run_job(
-                settings,
-                items,
-                sink,
-                already_final=state.is_final if state else None,
-                expired_before=state.was_expired_locally if state else None,
-                handle_signals=True,
-                progress=not args.quiet,
-                progress_interval=settings.progress_interval,
-                count_entries=count_entries,
-                metrics_file=settings.metrics_file or None,
-            )
-        )
+    # The lock, --fresh, resuming and the sink are the library's path too (poller/job.py).
+    # (Named `engine` for the summary line below: it carries the run's stats and pacer.)
+    engine = run_batch(
+        items,
+        args.output,
+        settings,
+        fresh=args.fresh,
+        force=args.force,
+        progress=not args.quiet,
+        handle_signals=True,
+        count_entries=count_entries,
+    )
     stats: RunStats = engine.stats
-    if close_errors and stats.local_error is None:
-        stats.local_error = close_errors[0]
     if not args.quiet:
         # A person at a terminal gets a table; cron (and grep) the one `summary:` line.
         summary = format_summary(stats, engine.pacer, terminal=sys.stderr.isatty())
@@ -361,7 +279,7 @@ def _run_command(args: argparse.Namespace) -> int:
     if stats.local_error is not None:
         kept = (
             "the lines written so far are kept and the next run resumes from them"
-            if resumable
+            if engine.resumable
             else "the lines already written are all there is of this run"
         )
         print(f"poller: error: the run stopped: {stats.local_error}; {kept}.", file=sys.stderr)
@@ -386,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return cmd_run(args)
         parser.error(f"unknown command {args.command}")
-    except (ConfigError, InputError, ResumeError, UserError) as exc:
+    except PollerError as exc:  # ConfigError, InputError, ResumeError, OutputFileError, ...
         print(f"poller: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, _Terminated) as exc:

@@ -17,7 +17,8 @@ from typing import Any
 from poller.api.client import FaceIdClient, Reply, TransportFault, parse_reply
 from poller.config.settings import Settings
 from poller.input.tokens import TokenEntry
-from poller.output.records import JsonlSink
+from poller.output.records import encode_record
+from poller.output.sink import JsonlSink, Sink
 from poller.pipeline.engine import Engine
 from poller.pipeline.pacing import RetryBudget
 from tests.helpers import run_virtual
@@ -79,7 +80,7 @@ class InlineOutput:
     For tests on the virtual-time loop only: there, waiting for a real thread lets the loop
     jump its clock to the next timer meanwhile, so stop and grace timings would be off."""
 
-    def __init__(self, sink: JsonlSink) -> None:
+    def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.queued = 0
         self.written = 0
@@ -89,7 +90,7 @@ class InlineOutput:
 
     def write_nowait(self, record: Mapping[str, Any]) -> None:
         self.queued += 1
-        self.sink.write(record)
+        self.sink.write_lines(encode_record(record), 1)
         self.written += 1
 
     async def close(self, patience: float | None = None) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from poller import cli
+from poller import job
 from poller.cli import main
 from poller.config.settings import FIELD_NAMES, Settings
 from poller.input.tokens import InputItem
@@ -234,7 +234,7 @@ def _fifo_fed_with(path: Path, data: bytes) -> threading.Thread:
 
 
 class _Ran:
-    """What `cmd_run` handed to run_job, captured by a stand-in that reads every item."""
+    """What `poller run` handed to run_job, captured by a stand-in that reads every item."""
 
     def __init__(self) -> None:
         self.items: list[object] = []
@@ -254,7 +254,7 @@ def _capture_run_job(monkeypatch: pytest.MonkeyPatch) -> _Ran:
         ran.items = list(items)
         return SimpleNamespace(stats=RunStats(), pacer=Pacer(19.0))
 
-    monkeypatch.setattr(cli, "run_job", fake_run_job)
+    monkeypatch.setattr(job, "run_job", fake_run_job)  # the path `poller run` shares
     return ran
 
 

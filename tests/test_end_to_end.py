@@ -20,7 +20,7 @@ import pytest
 from poller.config.credentials import Credentials
 from poller.input.tokens import read_tokens
 from poller.job import run_job
-from poller.output.records import JsonlSink
+from poller.output.sink import JsonlSink
 from poller.simulator import (
     DEMO_SECRET_ID,
     DEMO_SECRET_KEY,

@@ -20,7 +20,7 @@ import pytest
 from poller.api.client import TransportFault
 from poller.input.tokens import TokenEntry
 from poller.job import _Stopper
-from poller.output.records import JsonlSink
+from poller.output.sink import JsonlSink, Sink
 from poller.output.writer import LineWriter
 from poller.pipeline.engine import Engine
 from poller.pipeline.stats import RunStats
@@ -89,7 +89,7 @@ async def test_a_stop_with_the_output_stalled_and_rechecks_waiting_ends_with_the
     sink = StalledSink(str(tmp_path / "out.jsonl"), loop)
     writers: list[LineWriter] = []
 
-    def output(sink: JsonlSink) -> LineWriter:
+    def output(sink: Sink) -> LineWriter:
         writers.append(LineWriter(sink))
         return writers[0]
 
@@ -120,7 +120,7 @@ async def test_a_stop_with_the_output_stalled_and_rechecks_waiting_ends_with_the
 class _Recorder(LineWriter):
     """The real writer, remembering every line handed to it (whether it got written or not)."""
 
-    def __init__(self, sink: JsonlSink) -> None:
+    def __init__(self, sink: Sink) -> None:
         super().__init__(sink)
         self.records: list[Mapping[str, Any]] = []
 
@@ -154,7 +154,7 @@ async def test_an_output_failure_accounts_for_the_requests_it_cut_off(tmp_path: 
     client = FakeClient(pending, default=Slow(0.05, ok()))
     recorders: list[_Recorder] = []
 
-    def output(sink: JsonlSink) -> _Recorder:
+    def output(sink: Sink) -> _Recorder:
         recorders.append(_Recorder(sink))
         return recorders[0]
 

@@ -20,7 +20,7 @@ from poller.config.settings import build_settings
 from poller.input.reader import ThreadedReader
 from poller.input.tokens import BadEntry, InputError, InputItem, TokenEntry
 from poller.input.triage import Triage, Verdict
-from poller.output.records import JsonlSink
+from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine
 from tests.helpers import URL, ScriptedServer, api_error, make_settings, ok
 

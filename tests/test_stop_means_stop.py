@@ -20,7 +20,7 @@ from poller.api.client import TransportFault
 from poller.config.settings import Settings
 from poller.input.tokens import InputError, InputItem, TokenEntry
 from poller.job import _Stopper
-from poller.output.records import JsonlSink
+from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine
 from poller.pipeline.workqueue import Job, WorkQueue
 from tests.fake_api import FakeClient, Slow, run_engine_virtual

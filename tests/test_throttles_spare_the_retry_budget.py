@@ -9,7 +9,7 @@ from typing import Any
 from poller.api.client import TransportFault
 from poller.api.outcomes import Transient
 from poller.config.settings import Settings
-from poller.output.records import JsonlSink
+from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine
 from poller.pipeline.pacing import RetryBudget
 from poller.pipeline.stats import format_summary

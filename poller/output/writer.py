@@ -19,7 +19,8 @@ from typing import Any, Protocol
 
 from poller.errors import PollerError
 from poller.input.reader import run_in_daemon_thread
-from poller.output.records import JsonlSink, encode_record
+from poller.output.records import encode_record
+from poller.output.sink import Sink
 
 # Lines waiting for the thread at most; a full answer is ~2 KB, so this is ~0.5 MB.
 BUFFER_LINES = 256
@@ -66,7 +67,7 @@ class LineOutput(Protocol):
 
 
 class LineWriter:
-    """Hands encoded lines to a daemon thread that writes them to a `JsonlSink`."""
+    """Hands encoded lines to a daemon thread that writes them to a `Sink`."""
 
     __slots__ = (
         "_base",
@@ -82,7 +83,7 @@ class LineWriter:
         "queued",
     )
 
-    def __init__(self, sink: JsonlSink) -> None:
+    def __init__(self, sink: Sink) -> None:
         self._sink = sink
         self._buffer: list[bytes] = []
         self._cond = threading.Condition()

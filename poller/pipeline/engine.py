@@ -40,7 +40,8 @@ from poller.config.settings import Settings
 from poller.input.reader import ThreadedReader
 from poller.input.tokens import BadEntry, InputError, InputItem
 from poller.input.triage import Triage, Verdict
-from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, JsonlSink, build_record
+from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, build_record
+from poller.output.sink import Sink
 from poller.output.writer import LineOutput, LineWriter, OutputError
 from poller.pipeline.breaker import Breaker
 from poller.pipeline.pacing import Pacer, RetryBudget
@@ -80,14 +81,14 @@ class Engine:
         self,
         settings: Settings,
         client: FaceIdClient,
-        sink: JsonlSink,
+        sink: Sink,
         *,
         pacer: Pacer | None = None,
         budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.time,
         already_final: Callable[[str], bool] | None = None,
         expired_before: Callable[[str], bool] | None = None,
-        output: Callable[[JsonlSink], LineOutput] = LineWriter,
+        output: Callable[[Sink], LineOutput] = LineWriter,
     ) -> None:
         self.settings = settings
         self.client = client

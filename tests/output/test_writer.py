@@ -15,7 +15,8 @@ from poller.api.client import Reply
 from poller.api.outcomes import Status
 from poller.input.tokens import TokenEntry
 from poller.job import _Stopper
-from poller.output.records import JsonlSink, build_record
+from poller.output.records import build_record
+from poller.output.sink import JsonlSink, Sink
 from poller.output.writer import BUFFER_LINES, LineWriter
 from poller.pipeline.engine import Engine
 from poller.pipeline.stats import format_summary
@@ -80,7 +81,7 @@ async def test_a_stalled_reader_does_not_stop_ctrl_c_from_stopping_the_run(
     client = FakeClient({}, default=ok())
     writers: list[LineWriter] = []
 
-    def output(sink: JsonlSink) -> LineWriter:
+    def output(sink: Sink) -> LineWriter:
         writers.append(LineWriter(sink))
         return writers[0]
 

@@ -17,7 +17,7 @@ from aioresponses import CallbackResult, aioresponses
 from poller.api.client import FaceIdClient
 from poller.config.settings import Settings
 from poller.input.tokens import BadEntry, InputItem, TokenEntry
-from poller.output.records import JsonlSink
+from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine
 from poller.pipeline.pacing import Pacer, RetryBudget
 from tests.helpers import (

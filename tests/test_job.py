@@ -1,0 +1,135 @@
+"""Job orchestration (poller/job.py): `run_batch` is `poller run`'s path — lock, fresh, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+
+from poller import (
+    BatchSummary,
+    ConfigError,
+    InputError,
+    LockedError,
+    OutputFileError,
+    PollerError,
+    ResumeError,
+    Settings,
+    run_batch,
+)
+from poller.input.tokens import BadEntry, TokenEntry
+from poller.input.triage import Verdict
+from poller.job import as_items, plan_batch
+from poller.output.lock import OutputLock
+from tests.helpers import SECRET_KEY, URL, ScriptedServer, Step, api_error, make_settings, ok
+
+
+def _settings() -> Settings:
+    return make_settings(max_attempts=1, max_pending_wait=0.0)
+
+
+def _batch(
+    out: Path, scripts: dict[str, list[Step]], tokens: list[str], **kwargs: Any
+) -> tuple[BatchSummary, ScriptedServer]:
+    server = ScriptedServer(scripts)
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        summary = run_batch(tokens, out, _settings(), **kwargs)
+    return summary, server
+
+
+def _lines(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_a_second_batch_skips_the_tokens_already_final(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    first, server = _batch(
+        out, {"a": [ok()], "b": [ok("-999")], "c": [api_error("InternalError")]}, ["a", "b", "c"]
+    )
+    assert (first.exit_status, first.tokens, first.not_final) == (1, 3, 2)
+    assert first.resumable
+    assert dict(server.calls) == {"a": 1, "b": 1, "c": 1}
+
+    second, server = _batch(out, {"b": [ok("0")], "c": [ok("2016")]}, ["a", "b", "c"])
+    assert dict(server.calls) == {"b": 1, "c": 1}  # "a" was final: never asked again
+    assert (second.exit_status, second.skipped_final, second.requests) == (0, 1, 2)
+    assert second.by_status == {"passed": 1, "failed": 1}
+    assert second.resumed is not None
+    assert second.resumed.lines == 3
+    assert len(_lines(out)) == 5  # appended, never rewritten
+
+
+def test_a_held_lock_is_a_locked_error_and_a_poller_error(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    with OutputLock(str(out)), pytest.raises(LockedError) as caught:
+        _batch(out, {}, ["a"])
+    assert isinstance(caught.value, ResumeError)
+    assert isinstance(caught.value, PollerError)
+    assert not out.exists()  # nothing was opened, nothing asked
+
+
+def test_fresh_refuses_results_without_force_and_empties_them_with_it(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    _batch(out, {"a": [ok()]}, ["a"])
+    with pytest.raises(OutputFileError, match="already holds results"):
+        _batch(out, {}, ["a"], fresh=True)
+    summary, server = _batch(out, {"a": [ok("2016")]}, ["a"], fresh=True, force=True)
+    assert dict(server.calls) == {"a": 1}  # asked again: the old line is gone
+    assert [line["result"] for line in _lines(out)] == ["2016"]
+    assert summary.skipped_final == 0
+
+
+def test_run_batch_refuses_settings_without_credentials(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no credentials"):
+        run_batch(["a"], tmp_path / "out.jsonl", Settings())
+
+
+def test_run_batch_says_how_to_call_it_from_a_running_loop(tmp_path: Path) -> None:
+    async def inside() -> None:
+        run_batch(["a"], tmp_path / "out.jsonl", _settings())
+
+    with pytest.raises(PollerError, match=r"asyncio\.to_thread"):
+        asyncio.run(inside())
+
+
+def test_the_summary_repr_shows_counts_and_no_secret(tmp_path: Path) -> None:
+    summary, _ = _batch(tmp_path / "out.jsonl", {"a": [ok()]}, ["a"])
+    text = repr(summary)
+    assert "exit_status=0" in text
+    assert "tokens=1" in text
+    assert SECRET_KEY not in text
+
+
+def test_tokens_from_python_are_trimmed_and_checked_like_a_file() -> None:
+    items = as_items([" a\n", "\ufeffb", "", TokenEntry("c", 9, 5.0), "x" * 300])
+    assert isinstance(items, list)  # a collection stays in memory: no reader thread
+    assert items[:3] == [
+        TokenEntry("a", 1),
+        TokenEntry("b", 2),
+        BadEntry("", 3, "token 3: token is empty"),
+    ]
+    assert items[3] == TokenEntry("c", 9, 5.0)  # an entry passes through
+    bad = items[4]
+    assert isinstance(bad, BadEntry)
+    assert bad.reason.startswith("token 5: token is longer than 256 characters")
+    assert not isinstance(as_items(iter(["a"])), list)  # read lazily
+    with pytest.raises(InputError, match="not one string"):
+        as_items("abc")
+
+
+def test_the_plan_counts_what_the_output_already_holds(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    _batch(out, {"a": [ok()], "b": [ok("-999")]}, ["a", "b"])
+    before = out.read_bytes()
+    plan = plan_batch(["a", "b", "b", ""], out, _settings())
+    assert plan.counts[Verdict.ALREADY_FINAL] == 1
+    assert plan.counts[Verdict.QUERY] == 1
+    assert plan.counts[Verdict.DUPLICATE] == 1
+    assert plan.counts[Verdict.INVALID] == 1
+    assert out.read_bytes() == before
+    assert plan_batch(["a"], out, _settings(), fresh=True).counts[Verdict.QUERY] == 1
