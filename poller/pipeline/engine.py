@@ -45,7 +45,7 @@ from poller.output.sink import Sink
 from poller.output.writer import LineOutput, LineWriter, OutputError
 from poller.pipeline.breaker import Breaker
 from poller.pipeline.pacing import Pacer, RetryBudget
-from poller.pipeline.retries import GiveUp, RetryPolicy
+from poller.pipeline.retries import RetryPolicy
 from poller.pipeline.stats import FatalRunError, RunStats
 from poller.pipeline.stopping import StopLatch, Stopped
 from poller.pipeline.workqueue import Job, WorkQueue
@@ -259,20 +259,18 @@ class Engine:
                 assert_never(outcome)
 
     async def _query(self, job: Job, state: _TokenState) -> Attempted:
-        """Attempts until one is not worth another (`RetryPolicy` says when that is).
-
-        A plain loop rather than a tenacity `AsyncRetrying` per token: see poller/pipeline/
-        retries.py for why. The backoff sleeps through the stop latch: a stop ends it at once
-        (`Stopped`), with no retry sent."""
-        while True:
-            outcome = await self._attempt(job, state)
-            if not isinstance(outcome, Retry):
-                return outcome
-            why = self.retries.give_up(outcome, attempts=state.tries, throttled=state.throttled)
-            if why is not None:
-                state.budget_denied = why is GiveUp.BUDGET
-                return outcome
-            await self._stop.sleep(self.retries.backoff(outcome, attempts=state.tries))
+        """The first attempt bare, as most tokens settle on it; a failed one is retried by
+        tenacity, which takes it as its attempt 1 (`RetryPolicy.retrying` says why). The
+        backoff sleeps through the stop latch: a stop ends it at once (`Stopped`), no retry
+        sent."""
+        outcome = await self._attempt(job, state)
+        if not isinstance(outcome, Retry):
+            return outcome
+        async for attempt in self.retries.retrying(state, self._stop.sleep):
+            if attempt.retry_state.attempt_number > 1:
+                outcome = await self._attempt(job, state)
+            attempt.retry_state.set_result(outcome)
+        return outcome
 
     async def _attempt(self, job: Job, state: _TokenState) -> Attempted:
         """One attempt: a paced, freshly signed request. A clock skew is re-signed and sent

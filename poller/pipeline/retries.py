@@ -1,20 +1,26 @@
-"""When a token's failed attempt gets another, and how long it waits first (SPEC §5).
+"""Retrying a token whose attempt failed: when it gets another, how long it waits, and tenacity
+running the attempts (SPEC §5).
 
-The engine's retry loop is a plain `while` over these two decisions, not a tenacity
-`AsyncRetrying` per token. Most tokens settle on their first attempt, and building an
-`AsyncRetrying` for each cost about a tenth of the CPU per token (py-spy ~8%, docs/benchmarks.md:
-tenacity inspects the wrapped function on every call); the earlier way around it ran the first
-attempt bare and replayed its failure into a fresh `AsyncRetrying`, which hid the loop. The
-rules themselves are a few lines each, so they are written out here, where tests call them
-directly: the bounds, the run-wide budget and tenacity's `wait_random_exponential` formula.
+Most tokens settle on their first attempt, which the engine makes bare: an `AsyncRetrying`
+costs 25-30 us to build and enter, a tenth of the CPU per token (docs/benchmarks.md). A token
+whose first attempt failed gets one (`RetryPolicy.retrying`): tenacity takes that attempt as
+its attempt 1 and runs the rest, asking this policy whether to go on (`give_up`, its stop) and
+how long to wait (`backoff`, its wait). The rules are written here, where tests call them
+directly; a test pins the backoff to tenacity's `wait_random_exponential`.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from enum import Enum
+from typing import Protocol
 
-from poller.api.outcomes import Retry, Throttled
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
+
+from poller.api.outcomes import Outcome, Retry, Throttled
 from poller.config.settings import Settings
 from poller.pipeline.pacing import RetryBudget
 
@@ -27,6 +33,14 @@ class GiveUp(Enum):
 
     ATTEMPTS = "attempts"  # max_attempts failures, or max_throttled_attempts throttles
     BUDGET = "budget"  # the run's retry budget is spent: too many failures at once
+
+
+class Tally(Protocol):
+    """One token's attempts, as the engine counts them."""
+
+    tries: int  # attempts made
+    throttled: int  # of them, answered with a throttle
+    budget_denied: bool  # set here when the run's retry budget refused another
 
 
 class RetryPolicy:
@@ -70,8 +84,65 @@ class RetryPolicy:
         doublings = min(max(attempts - 1, 0), _MAX_DOUBLINGS)
         return random.uniform(0, min(self._backoff_max, self._backoff_base * 2**doublings))
 
+    def retrying(self, tally: Tally, sleep: Callable[[float], Awaitable[None]]) -> AsyncRetrying:
+        """tenacity's loop for one token whose attempt just failed: iterate it, handing each
+        attempt's outcome to `attempt.retry_state.set_result`; it ends when an outcome needs no
+        retry or `give_up` says stop. `sleep` is the backoff's (the stop latch's, which ends at
+        once when the run stops)."""
+        return AsyncRetrying(
+            retry=retry_if_result(_is_retry),
+            stop=_GiveUp(self, tally),
+            wait=_Backoff(self, tally),
+            sleep=sleep,
+            retry_error_callback=_last_outcome,  # given up: the last outcome, not a RetryError
+        )
+
     def __repr__(self) -> str:
         return (
             f"<RetryPolicy max_attempts={self._max_attempts} "
             f"max_throttled={self._max_throttled} {self.budget!r}>"
         )
+
+
+def _is_retry(outcome: Outcome) -> bool:
+    return isinstance(outcome, Retry)
+
+
+def _last_outcome(retry_state: RetryCallState) -> Outcome:
+    assert retry_state.outcome is not None
+    result: Outcome = retry_state.outcome.result()
+    return result
+
+
+def _failure(retry_state: RetryCallState) -> Retry:
+    """The outcome that asks for a retry (tenacity consults stop and wait only then)."""
+    outcome = _last_outcome(retry_state)
+    assert isinstance(outcome, Retry)
+    return outcome
+
+
+class _GiveUp(stop_base):
+    """tenacity's stop for one token: `RetryPolicy.give_up` over the engine's tally."""
+
+    def __init__(self, policy: RetryPolicy, tally: Tally) -> None:
+        self._policy = policy
+        self._tally = tally
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        tally = self._tally
+        why = self._policy.give_up(
+            _failure(retry_state), attempts=tally.tries, throttled=tally.throttled
+        )
+        tally.budget_denied = why is GiveUp.BUDGET
+        return why is not None
+
+
+class _Backoff(wait_base):
+    """tenacity's wait for one token: `RetryPolicy.backoff` after its latest attempt."""
+
+    def __init__(self, policy: RetryPolicy, tally: Tally) -> None:
+        self._policy = policy
+        self._tally = tally
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return self._policy.backoff(_failure(retry_state), attempts=self._tally.tries)

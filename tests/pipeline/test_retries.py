@@ -78,3 +78,58 @@ def test_after_a_throttle_a_token_only_goes_to_the_back_of_the_line() -> None:
 def test_a_huge_attempt_number_is_capped_not_an_overflow() -> None:
     rules = policy(backoff_base=0.5, backoff_max=4.0)
     assert 0 <= rules.backoff(FAULT, attempts=100_000) <= 4.0
+
+
+# --- tenacity running a token's retries ----------------------------------------------------
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.tries = 0
+        self.throttled = 0
+        self.budget_denied = False
+
+
+async def _drive(rules: RetryPolicy, answers: list[object]) -> tuple[object, _Tally, list[float]]:
+    """The engine's loop over `retrying`, with scripted outcomes and recorded sleeps."""
+    tally, sleeps = _Tally(), []
+
+    async def sleep(delay: float) -> None:
+        sleeps.append(delay)
+
+    def attempt() -> object:
+        tally.tries += 1
+        outcome = answers.pop(0)
+        tally.throttled += isinstance(outcome, Throttled)
+        return outcome
+
+    outcome = attempt()  # the bare first attempt
+    async for step in rules.retrying(tally, sleep):
+        if step.retry_state.attempt_number > 1:
+            outcome = attempt()
+        step.retry_state.set_result(outcome)
+    return outcome, tally, sleeps
+
+
+async def test_tenacity_retries_until_an_outcome_needs_no_retry() -> None:
+    settled = object()  # anything that is not a Retry ends the loop
+    outcome, tally, sleeps = await _drive(policy(), [FAULT, THROTTLE, FAULT, settled])
+    assert outcome is settled
+    assert tally.tries == 4
+    assert tally.throttled == 1
+    assert len(sleeps) == 3  # one backoff before each retry, none after the answer
+
+
+async def test_tenacity_stops_at_the_bound_with_the_last_failure() -> None:
+    outcome, tally, sleeps = await _drive(policy(max_attempts=3), [FAULT] * 10)
+    assert outcome is FAULT
+    assert tally.tries == 3  # max_attempts: no fourth request
+    assert len(sleeps) == 2
+    assert not tally.budget_denied
+
+
+async def test_tenacity_stops_when_the_budget_refuses_and_says_so() -> None:
+    outcome, tally, _ = await _drive(policy(budget=1.0), [FAULT] * 10)
+    assert outcome is FAULT
+    assert tally.tries == 2  # the one retry the budget paid for
+    assert tally.budget_denied
