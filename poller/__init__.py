@@ -20,7 +20,7 @@ from poller.config.errors import ConfigError
 from poller.config.settings import Detail, Settings, build_settings
 from poller.errors import PollerError
 from poller.input.tokens import InputError
-from poller.job import BatchSummary, Poll, poll, run_batch
+from poller.job import BatchSummary, run_batch
 from poller.output.lock import LockedError
 from poller.output.records import ErrorInfo
 from poller.output.result import LineFormatError, Result
@@ -28,6 +28,7 @@ from poller.output.resume import ResumeError
 from poller.output.sink import JsonlSink, OutputFileError, Sink
 from poller.output.writer import OutputError
 from poller.pipeline.stats import FatalRunError, RunStats
+from poller.polling import Poll, poll
 
 __all__ = [
     "BatchSummary",

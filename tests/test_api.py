@@ -33,8 +33,8 @@ from poller import (
     poll,
 )
 from poller.config.settings import Settings
-from poller.job import Poll
 from poller.output.records import build_record, encode_record
+from poller.polling import Poll
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, SimulatorConfig, running_simulator
 from tests.fake_api import FakeClient, Slow
 from tests.helpers import api_error, make_settings, ok, run_virtual

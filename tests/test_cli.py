@@ -165,7 +165,7 @@ def test_tls_verification_stays_on_and_a_ca_bundle_is_added() -> None:
 
     import certifi
 
-    from poller.job import ssl_context
+    from poller.api.session import ssl_context
     from tests.helpers import make_settings
 
     default = ssl_context(make_settings())
@@ -189,7 +189,7 @@ def test_console_script_and_module_entry_points() -> None:
 
 
 def test_proxy_comes_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from poller.job import proxy_for
+    from poller.api.session import proxy_for
 
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)

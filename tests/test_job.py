@@ -21,9 +21,10 @@ from poller import (
     Settings,
     run_batch,
 )
+from poller.input.from_python import as_items
 from poller.input.tokens import BadEntry, TokenEntry
 from poller.input.triage import Verdict
-from poller.job import as_items, plan_batch
+from poller.job import plan_batch
 from poller.output.lock import OutputLock
 from tests.helpers import SECRET_KEY, URL, ScriptedServer, Step, api_error, make_settings, ok
 

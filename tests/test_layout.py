@@ -26,6 +26,7 @@ RANKS: dict[str, int] = {
     "poller.observability": 6,
     "poller.report": 6,  # an edge: reads output files, never runs the pipeline
     "poller.job": 7,
+    "poller.polling": 7,
     "poller.cli": 8,
     "poller.demo": 8,
     "poller.__main__": 9,
