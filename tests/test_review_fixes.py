@@ -18,8 +18,7 @@ from poller.cli import main
 from poller.config.errors import ConfigError
 from poller.config.settings import build_settings
 from poller.input.reader import ThreadedReader
-from poller.input.tokens import BadEntry, InputError, InputItem, TokenEntry
-from poller.input.triage import Triage, Verdict
+from poller.input.tokens import InputError, InputItem, TokenEntry
 from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine
 from tests.helpers import URL, ScriptedServer, api_error, make_settings, ok
@@ -52,12 +51,6 @@ def test_ca_bundle_without_a_certificate_is_a_config_error(tmp_path: Path) -> No
         config_path=None, flags={"ca_bundle": certifi.where()}, env={}, need_credentials=False
     )
     assert settings.ca_bundle == certifi.where()
-
-
-def test_tokenless_bad_lines_are_reported_on_every_run() -> None:
-    triage = Triage(max_token_age=0, clock=lambda: 0.0, already_final=lambda t: t == "")
-    assert triage(BadEntry("", 3, "line 3: not JSON")) is Verdict.INVALID
-    assert triage(BadEntry("", 4, "line 4: no token")) is Verdict.INVALID
 
 
 async def test_signature_expire_twice_is_fatal_even_with_one_attempt(
