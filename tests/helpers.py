@@ -14,6 +14,7 @@ from aioresponses import CallbackResult
 
 from poller.config.credentials import Credentials
 from poller.config.settings import Settings
+from poller.pipeline.pacing import Pacer
 
 T = TypeVar("T")
 
@@ -136,3 +137,16 @@ def max_in_window(times: Iterable[float], window: float = 1.0) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+async def acquire_many(pacer: Pacer, n: int, workers: int, stamps: list[float]) -> None:
+    """`n` pacer slots taken by `workers` concurrent workers; each slot's loop time to `stamps`."""
+    loop = asyncio.get_running_loop()
+    remaining = iter(range(n))
+
+    async def worker() -> None:
+        for _ in remaining:
+            await pacer.acquire()
+            stamps.append(loop.time())
+
+    await asyncio.gather(*(worker() for _ in range(workers)))

@@ -1,15 +1,14 @@
-"""The public Python API (poller/__init__.py): `poll`, `Result`, the errors, the README example."""
+"""The public Python API (poller/__init__.py): its names, `poll`, the README example.
+
+`Result`'s own tests are tests/output/test_result.py; the errors' common base, tests/test_errors.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +18,20 @@ import poller
 from poller import (
     ConfigError,
     Credentials,
-    ErrorInfo,
     FatalRunError,
     InputError,
-    LineFormatError,
-    LockedError,
-    OutputError,
-    OutputFileError,
     PollerError,
     Result,
-    ResumeError,
     Status,
     poll,
 )
 from poller.config.settings import Settings
-from poller.output.records import build_record, encode_record
 from poller.polling import Poll
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY, SimulatorConfig, running_simulator
 from tests.fake_api import FakeClient, Slow
 from tests.helpers import api_error, make_settings, ok, run_virtual
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-T = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 
 # -- the surface -------------------------------------------------------------------------------
@@ -53,87 +44,6 @@ def test_the_package_exports_only_its_public_names() -> None:
     # Internals stay in their modules: a library user never needs the engine or the signer.
     for internal in ("Engine", "run_job", "sign", "read_tokens", "OutputLock"):
         assert internal not in poller.__all__
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        ConfigError,
-        InputError,
-        ResumeError,
-        LockedError,
-        OutputError,
-        OutputFileError,
-        FatalRunError,
-        LineFormatError,
-    ],
-)
-def test_every_public_error_is_a_poller_error(error: type[Exception]) -> None:
-    assert issubclass(error, PollerError)
-
-
-# -- Result --------------------------------------------------------------------------------------
-
-
-def _lines() -> Iterator[dict[str, Any]]:
-    """Lines as the engine writes them, read back the way a file is."""
-    full = ok("0", Extra="ü", CompareResults=[{"Sim": 91.5}])["Response"]
-    records = [
-        build_record(token="p", status=Status.PASSED, final=True, attempts=2, checked_at=T,
-                     response=full),
-        build_record(token="w", status=Status.PENDING, final=False, attempts=1, checked_at=T,
-                     response={"Result": "-999", "RequestId": "r"}),
-        build_record(token="e", status=Status.ERROR, final=False, attempts=6, checked_at=T,
-                     error=ErrorInfo("InternalError", "try later"), request_id="r2"),
-        build_record(token="x", status=Status.INVALID_TOKEN, final=False, attempts=0,
-                     checked_at=T, error=ErrorInfo("InvalidInput", "line 3: token is empty")),
-    ]  # fmt: skip
-    for record in records:
-        yield json.loads(encode_record(record))
-
-
-@pytest.mark.parametrize("line", list(_lines()), ids=lambda line: line["status"])
-def test_a_result_round_trips_its_line(line: dict[str, Any]) -> None:
-    result = Result.from_line(line)
-    assert result.to_line() == line
-    assert list(result.to_line()) == list(line)  # the file's key order
-    assert result.status is Status(line["status"])
-    assert result.checked_at == datetime(2026, 1, 1, tzinfo=UTC)
-    if line["error"] is not None:
-        assert result.error == ErrorInfo(line["error"]["code"], line["error"]["message"])
-
-
-def test_a_result_is_frozen_and_hides_the_personal_data_from_its_repr() -> None:
-    result = Result.from_line(next(_lines()))
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        result.final = False  # type: ignore[misc]
-    assert result.response is not None
-    assert "CompareResults" not in repr(result)
-    assert hash(result) == hash(Result.from_line(next(_lines())))
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"final": "yes"}, "final should be a boolean, not str"),
-        ({"status": "done"}, "'done' is not a valid Status"),
-        ({"attempts": True}, "attempts should be an integer, not bool"),
-        ({"checked_at": "2026-01-01T00:00:00"}, "has no time zone"),
-        ({"error": {"code": 1}}, "error should hold a code and a message"),
-    ],
-)
-def test_a_malformed_line_is_a_poller_error(change: dict[str, Any], message: str) -> None:
-    line = {**next(_lines()), **change}
-    with pytest.raises(LineFormatError, match=re.escape(message)) as caught:
-        Result.from_line(line)
-    assert isinstance(caught.value, ValueError)
-
-
-def test_a_line_without_a_key_names_it() -> None:
-    line = next(_lines())
-    del line["attempts"]
-    with pytest.raises(LineFormatError, match="no attempts"):
-        Result.from_line(line)
 
 
 # -- poll against the simulator -----------------------------------------------------------------

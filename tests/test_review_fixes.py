@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +15,7 @@ from poller.api.client import FaceIdClient
 from poller.cli import main
 from poller.config.errors import ConfigError
 from poller.config.settings import build_settings
-from poller.input.reader import ThreadedReader
-from poller.input.tokens import BadEntry, InputError, InputItem, TokenEntry
-from poller.input.triage import Triage, Verdict
+from poller.input.tokens import InputError, InputItem, TokenEntry
 from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine
 from tests.helpers import URL, ScriptedServer, api_error, make_settings, ok
@@ -52,12 +48,6 @@ def test_ca_bundle_without_a_certificate_is_a_config_error(tmp_path: Path) -> No
         config_path=None, flags={"ca_bundle": certifi.where()}, env={}, need_credentials=False
     )
     assert settings.ca_bundle == certifi.where()
-
-
-def test_tokenless_bad_lines_are_reported_on_every_run() -> None:
-    triage = Triage(max_token_age=0, clock=lambda: 0.0, already_final=lambda t: t == "")
-    assert triage(BadEntry("", 3, "line 3: not JSON")) is Verdict.INVALID
-    assert triage(BadEntry("", 4, "line 4: no token")) is Verdict.INVALID
 
 
 async def test_signature_expire_twice_is_fatal_even_with_one_attempt(
@@ -112,23 +102,6 @@ async def test_input_breaking_off_mid_file_stops_the_run_with_exit_4(
     assert stats.exit_status() == 4
     assert stats.local_error is not None
     assert "line 2" in stats.local_error
-
-
-async def test_items_are_handed_over_before_a_slow_input_ends() -> None:
-    release = threading.Event()
-
-    def slow() -> Iterator[int]:
-        yield 1
-        yield 2
-        release.wait(10)  # a pipe whose writer has not sent the rest yet
-        yield 3
-
-    batches = ThreadedReader(slow()).batches()
-    first = await asyncio.wait_for(anext(batches), timeout=5)
-    assert first == [1, 2] or first == [1]
-    release.set()
-    rest = [x for batch in [b async for b in batches] for x in batch]
-    assert [*first, *rest] == [1, 2, 3]
 
 
 def test_bad_progress_interval_exits_2(user_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -99,22 +99,6 @@ def test_backoff_waits_follow_full_jitter_with_a_seeded_rng(tmp_path: Path) -> N
     assert all(w <= 4.0 for w in waits)
 
 
-def test_the_retry_budget_refills_on_success_up_to_its_capacity() -> None:
-    budget = RetryBudget(2.0, 0.5)
-    assert budget.try_spend()
-    assert budget.try_spend()
-    assert not budget.try_spend()
-    assert budget.denied == 1
-    budget.on_success()
-    assert budget.level == 0.5
-    assert not budget.try_spend()
-    budget.on_success()
-    assert budget.try_spend()
-    for _ in range(10):
-        budget.on_success()
-    assert budget.level == 2.0  # never above capacity
-
-
 def test_throttles_and_errors_never_count_as_a_success_for_the_staleness_alert(
     tmp_path: Path,
 ) -> None:

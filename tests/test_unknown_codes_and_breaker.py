@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from poller.api.client import TransportFault
 from poller.config.settings import Settings
-from poller.pipeline.breaker import Breaker
 from poller.pipeline.engine import Engine
 from tests.fake_api import FakeClient, FakeStep, run_engine_virtual
 from tests.helpers import api_error, make_settings, ok
@@ -107,16 +104,6 @@ def test_threshold_0_turns_the_breaker_off(tmp_path: Path) -> None:
     assert engine.stats.fatal is None
     assert client.calls == 80
     assert len(lines) == 80
-
-
-@pytest.mark.parametrize("threshold", [1, 3, 50])
-def test_breaker_counts_identical_outcomes_in_a_row(threshold: int) -> None:
-    breaker = Breaker(threshold)
-    trips = [breaker.record("X") for _ in range(threshold)]
-    assert trips == [False] * (threshold - 1) + [True]
-    breaker.record(None)
-    assert breaker.streak == 0
-    assert not breaker.record("X") or threshold == 1
 
 
 def test_a_throttled_out_account_trips_the_breaker_saying_so(tmp_path: Path) -> None:
