@@ -1,8 +1,9 @@
 """`make bench` = `python -m bench`: every measurement, then `docs/benchmarks.md`.
 
-python -m bench                 # the full suite (~5 min on 2 cores) -> docs/benchmarks.md
+python -m bench                 # the full suite (~6 min on 2 cores) -> docs/benchmarks.md
 python -m bench --quick         # small sizes, a smoke test; prints, writes nothing
-python -m bench --only cpu,startup
+python -m bench cpu             # one case alone (~30 s): the poller vs the bare-aiohttp floor
+python -m bench --only cpu,startup --repeats 5
 """
 
 from __future__ import annotations
@@ -21,14 +22,20 @@ from bench.procs import SimulatorDied
 from bench.report import render
 
 DOC = Path("docs/benchmarks.md")
-MEASUREMENTS = ("quota", "cpu", "scale", "startup")
+MEASUREMENTS = ("quota", "cpu", "sdk", "scale", "startup")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "names", nargs="*", metavar="measurement", help="the same as --only, space-separated"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke test")
     parser.add_argument(
         "--only", help=f"comma list of measurements to run (default all: {','.join(MEASUREMENTS)})"
+    )
+    parser.add_argument(
+        "--repeats", type=int, help="runs per client for cpu/sdk (default 3; 1 with --quick)"
     )
     parser.add_argument(
         "--output",
@@ -37,15 +44,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick or --only)",
     )
     args = parser.parse_args(argv)
+    if args.names:
+        args.only = ",".join([*filter(None, (args.only or "").split(",")), *args.names])
     chosen = MEASUREMENTS if not args.only else tuple(args.only.split(","))
     unknown = sorted(set(chosen) - set(MEASUREMENTS))
     if unknown:
         parser.error(f"unknown measurement(s) {', '.join(unknown)}; choose from {MEASUREMENTS}")
     sizes = Sizes.quick() if args.quick else Sizes.full()
-    repeats = 1 if args.quick else 3
+    repeats = args.repeats or (1 if args.quick else 3)
     runners: dict[str, Callable[[], Section]] = {
         "quota": lambda: quota.run(sizes),
         "cpu": lambda: cpu.run(sizes, repeats),
+        "sdk": lambda: cpu.run_sdk(sizes, repeats),
         "scale": lambda: scale.run(sizes),
         "startup": lambda: startup.run(sizes),
     }
@@ -67,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m bench" + (" --quick" if args.quick else "")
     if args.only:
         command += f" --only {args.only}"
+    if args.repeats:
+        command += f" --repeats {args.repeats}"
     text = render(
         sections,
         command=command,

@@ -2,7 +2,8 @@
 
     python -m bench.clients floor|sdk-threads|sdk-async --endpoint URL --tokens PATH
 
-Each sends one GetSdkVerificationResult per token, 32 at a time, and prints one JSON line:
+Each sends one GetSdkVerificationResult per token, `--concurrency` at a time, and prints one
+JSON line:
 `{"ok": n, "errors": n, "seconds": loop time, "first_error": "..."}`. Only what it needs is
 imported, so each process's start-up cost is its own client's.
 """

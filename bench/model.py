@@ -53,7 +53,7 @@ class Sizes:
     def full(cls) -> Sizes:
         return cls(
             quota_seconds=16.0,
-            cpu_tokens=5_000,
+            cpu_tokens=8_000,
             scale_tokens=1_000_000,
             scale_run_seconds=20.0,
             resume_lines=1_000_000,

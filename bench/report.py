@@ -71,7 +71,7 @@ def render(
         + ", after: "
         + "/".join(f"{x:.2f}" for x in load_after)
         + ". Other work on the machine disturbs wall times and, less, CPU times; CPU figures "
-        "are the least disturbed of repeated runs.",
+        "are the median of repeated, interleaved runs.",
         "- The simulator always runs as a separate process on 127.0.0.1, so its CPU is never "
         "counted in a client's figures; every measured program is a process of its own, "
         "reaped with `os.wait4` for its own CPU time and peak RSS.",

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import quota
-from bench.model import Section, Table
+from bench import __main__ as bench_main
+from bench import cpu, quota
+from bench.model import Section, Sizes, Table
 from bench.procs import ChildResult, parse_summary
 from bench.report import render
 
@@ -96,3 +97,34 @@ def test_the_summary_line_is_parsed() -> None:
     summary = parse_summary("poller: something\n" + line + "\n")
     assert (summary.tokens, summary.elapsed, summary.requests) == (7, 1.5, 9)
     assert (summary.retries, summary.throttled, summary.slowdowns) == (2, 1, 1)
+
+
+def _child(cpu: float, wall: float = 2.0) -> ChildResult:
+    return ChildResult(("python", "-m", "poller"), 0, 0.0, wall, cpu, 0.0, 40.0, "", "")
+
+
+def test_the_cpu_figure_is_the_median_held_against_the_floor() -> None:
+    """The CPU case's verdict without a run: median of the repeats, <= 1.3x the floor's."""
+    floor = cpu.CpuResult(cpu.FLOOR, 8000, tuple(map(_child, (2.4, 2.0, 9.0))), _child(0.3))
+    assert floor.ms_per_token == pytest.approx(0.3)  # the median, not the 9 s outlier
+    assert floor.best_ms_per_token == pytest.approx(0.25)
+    assert floor.marginal_ms_per_token == pytest.approx(2.1 / 8)
+    within = cpu.CpuResult(cpu.POLLER, 8000, tuple(map(_child, (3.1, 3.0, 2.9))), _child(0.4))
+    target = cpu.floor_target(within, floor)
+    assert target.met is True
+    assert target.value == "0.375 vs 0.300 ms = 1.25x"
+    assert target.why == ""
+    over = cpu.CpuResult(cpu.POLLER, 8000, tuple(map(_child, (3.4, 3.3, 3.5))), _child(0.4))
+    missed = cpu.floor_target(over, floor)
+    assert missed.met is False
+    assert missed.goal == "<= 1.3x floor"
+    assert missed.why.startswith("work the floor does not do")
+
+
+def test_the_bench_command_names_one_measurement() -> None:
+    # `python -m bench cpu` runs that case alone; an unknown name is refused before any run.
+    with pytest.raises(SystemExit) as info:
+        bench_main.main(["cpu", "no-such-measurement"])
+    assert info.value.code == 2
+    assert cpu.CONCURRENCY == 64
+    assert Sizes.full().cpu_tokens == 8_000

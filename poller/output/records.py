@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+import orjson
+
 from poller.api.outcomes import Status
 from poller.config.settings import Detail
 
@@ -92,11 +94,14 @@ def build_record(
 
 
 def encode_record(record: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON plus newline: one line, whatever the response holds."""
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    """Compact UTF-8 JSON plus newline: one line, whatever the response holds.
+
+    orjson writes it (a tenth of json.dumps' CPU, the largest single cost of a line in the
+    benchmarks): compact, keys in order, non-ASCII as UTF-8. It refuses what has no strict
+    UTF-8 form, a lone surrogate ("\\ud800" in the API's JSON parses to one), and integers
+    beyond 64 bits; json.dumps then writes the line with \\u escapes: still one valid line,
+    and it decodes back to the very same strings."""
     try:
-        return text.encode("utf-8") + b"\n"
-    except UnicodeEncodeError:
-        # A lone surrogate ("\ud800" in the API's JSON parses to one) has no UTF-8 form; escaped
-        # as \u escapes the line is still valid JSON and decodes back to the very same string.
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
         return json.dumps(record, separators=(",", ":")).encode("ascii") + b"\n"

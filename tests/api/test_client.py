@@ -17,11 +17,13 @@ from yarl import URL as YURL
 
 from poller.api.client import (
     ACTION,
+    MAX_DEPTH,
     VERSION,
     ApiError,
     FaceIdClient,
     Reply,
     TransportFault,
+    _deeper_than,
     encode_body,
     parse_reply,
 )
@@ -154,6 +156,93 @@ def test_parse_bad_body(body: bytes) -> None:
     with pytest.raises(TransportFault) as info:
         parse_reply(200, body)
     assert info.value.code == "Transport.BadBody"
+
+
+def _nested(depth: int) -> bytes:
+    """A body nesting `depth` levels in all: the top object, Response, X, then lists."""
+    lists = depth - 3
+    return b'{"Response":{"X":{"Y":' + b"[" * lists + b"]" * lists + b"}}}"
+
+
+@pytest.mark.parametrize(
+    "depth",
+    [
+        pytest.param(MAX_DEPTH + 1, id="one-over-the-limit"),
+        pytest.param(254, id="orjson-writes-at-most-254"),
+        pytest.param(255, id="orjson-cannot-write"),
+        pytest.param(1024, id="orjson-parses-at-most-1024"),
+        pytest.param(1025, id="orjson-refuses-json-decides"),
+        pytest.param(5000, id="past-the-recursion-limit"),
+    ],
+)
+def test_parse_too_deep_is_bad_body(depth: int) -> None:
+    with pytest.raises(TransportFault) as info:
+        parse_reply(200, _nested(depth))
+    assert info.value.code == "Transport.BadBody"
+
+
+def test_parse_depth_limit_is_exact() -> None:
+    assert parse_reply(200, _nested(MAX_DEPTH)).response["X"]["Y"] == _nest_lists(MAX_DEPTH - 3)
+    with pytest.raises(TransportFault, match=f"nests over {MAX_DEPTH} levels"):
+        parse_reply(200, _nested(MAX_DEPTH + 1))
+
+
+def _nest_lists(count: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(count - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "deeper"),
+    [
+        (1, 0, False),  # a scalar nests no levels
+        ([], 0, True),
+        ([], 1, False),
+        ({"a": [1, {"b": "c"}]}, 2, True),
+        ({"a": [1, {"b": "c"}]}, 3, False),
+        ([[], [[[]]], {}], 3, True),  # the deepest branch counts, wherever it is
+        ([[], [[[]]], {}], 4, False),
+    ],
+)
+def test_deeper_than(value: Any, limit: int, deeper: bool) -> None:
+    assert _deeper_than(value, limit) is deeper
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"Response": {"Sim": 1e400}}', id="beyond-a-float"),
+        pytest.param(b'{"Response": {"Sim": -1e400}}', id="beyond-a-float-negative"),
+        pytest.param(b'{"Response": {"X": "\\ud800", "Sim": 1e400}}', id="surrogate-beyond"),
+        pytest.param(b'{"Response": {"X": "\\ud800", "Sim": NaN}}', id="surrogate-nan"),
+        pytest.param(b'\xef\xbb\xbf{"Response": {"Sim": Infinity}}', id="bom-infinity"),
+    ],
+)
+def test_parse_non_finite_numbers_are_bad_body(body: bytes) -> None:
+    # Neither could be written back out as JSON: json.dumps would write `Infinity`.
+    with pytest.raises(TransportFault) as info:
+        parse_reply(200, body)
+    assert info.value.code == "Transport.BadBody"
+
+
+def test_parse_keeps_lone_surrogates() -> None:
+    # A settled answer with a broken character in a name is still a settled answer (orjson
+    # would refuse the whole body).
+    escaped = b'{"Response":{"Result":"0","Name":"a\\ud800b"}}'
+    raw = b'{"Response":{"Result":"0","Name":"a\xed\xa0\x80b"}}'  # its UTF-8-like bytes
+    for body in (escaped, raw):
+        assert parse_reply(200, body).response == {"Result": "0", "Name": "a\ud800b"}
+
+
+def test_parse_keeps_numbers_exact() -> None:
+    # The response goes into the line unchanged (SPEC §4): an integer beyond 64 bits stays an
+    # exact int (orjson would turn it into a float).
+    body = b'{"Response":{"A":9223372036854775807,"B":-123456789012345678901234567890,"C":0.1}}'
+    response = parse_reply(200, body).response
+    assert response == {"A": 2**63 - 1, "B": -123456789012345678901234567890, "C": 0.1}
+    assert type(response["B"]) is int
 
 
 # -- FaceIdClient with aioresponses --------------------------------------------------------------

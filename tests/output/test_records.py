@@ -6,8 +6,10 @@ import copy
 import json
 from typing import Any
 
+import orjson
 import pytest
 
+from poller.api.client import MAX_DEPTH
 from poller.api.outcomes import Status
 from poller.config.settings import Detail
 from poller.output.records import (
@@ -262,3 +264,50 @@ def test_encode_lone_surrogate_stays_valid_json() -> None:
     assert line.count(b"\n") == 1
     text = line.decode("utf-8")  # valid UTF-8
     assert json.loads(text) == record
+
+
+def test_encode_is_what_the_standard_library_writes() -> None:
+    # Byte for byte what json.dumps(ensure_ascii=False, compact) wrote before orjson: the resume
+    # fast path and every reader of existing files see the same lines.
+    text = "".join(map(chr, range(0x80))) + "\u2028\u2029\x7f é陳😀\ufeff"
+    response = full_response()
+    response["Extra"] = {text: [text, 0, -1, 2**63 - 1, 2**64 - 1, 0.5, 1.5e300, True, None]}
+    record = build_record(
+        token="tök\n\"en\\", status=Status.PASSED, final=True, attempts=3, checked_at=T,
+        response=response,
+    )  # fmt: skip
+    expected = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    assert encode_record(record) == expected
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param("\ud800", id="lone-high-surrogate"),
+        pytest.param("a\udfffb", id="lone-low-surrogate"),
+        pytest.param({"\ud83d": "key"}, id="surrogate-in-a-key"),
+        pytest.param(2**64, id="int-beyond-64-bits"),
+        pytest.param(-(10**40), id="int-far-beyond-64-bits"),
+    ],
+)
+def test_encode_what_orjson_refuses_is_still_one_valid_line(extra: Any) -> None:
+    record = _record({"Result": "0", "Description": "陳", "Extra": extra})
+    line = encode_record(record)
+    assert line.endswith(b"\n")
+    assert line.count(b"\n") == 1
+    assert line.isascii()  # escaped: the only form a lone surrogate has in valid UTF-8 JSON
+    assert b", " not in line
+    assert json.loads(line.decode("utf-8")) == record
+    assert list(json.loads(line)) == SPEC_KEYS
+
+
+def test_encode_the_deepest_reply_accepted() -> None:
+    # parse_reply accepts MAX_DEPTH levels; inside a record that is one more, well within
+    # orjson's 254, so even the deepest reply takes the fast encoder.
+    value: Any = "leaf"
+    for _ in range(MAX_DEPTH - 1):
+        value = [value]
+    record = _record({"Result": "0", "X": value})
+    line = encode_record(record)
+    assert line == orjson.dumps(record) + b"\n"
+    assert json.loads(line) == record

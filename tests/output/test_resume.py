@@ -421,3 +421,26 @@ def test_a_local_expiry_is_remembered_apart_from_final_lines(tmp_path: Path, fas
     state = load_resume_state(str(path))
     assert state.is_final("tok")
     assert not state.was_expired_locally("tok")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_not_final_expired_line_is_no_local_expiry(tmp_path: Path, fast: bool) -> None:
+    # Only a final `expired` line with the local code is a local expiry; the fast path reads the
+    # status and `final` from the head's groups, the exact path from json.loads: they agree.
+    record = build_record(
+        token="tok",
+        status=Status.EXPIRED,
+        final=False,
+        attempts=0,
+        checked_at=0.0,
+        error=ErrorInfo("TokenTooOld", "issued 80 h ago"),
+    )
+    line = encode_record(record)
+    if not fast:
+        line = json.dumps(dict(reversed(list(record.items())))).encode() + b"\n"
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(line)
+    state = load_resume_state(str(path))
+    assert (state.final, state.not_final, state.fast_lines) == (0, 1, int(fast))
+    assert not state.is_final("tok")
+    assert not state.was_expired_locally("tok")
