@@ -16,12 +16,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, TextIO
 
 from poller.pipeline.pacing import Pacer
 from poller.pipeline.stats import RunStats
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger("poller")
 
@@ -85,6 +86,8 @@ class Progress:
         self._last_done = 0
         self._bar: tqdm[Any] | None = None
         if enabled and _is_tty(stream):
+            from tqdm import tqdm  # only on a terminal: its import is ~10 ms of every start
+
             self._bar = tqdm(
                 total=total,
                 file=stream,

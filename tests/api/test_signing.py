@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,11 @@ def test_vectors_cover_the_cases_the_spec_names() -> None:
     names = {v["name"] for v in _vectors()}
     assert len(names) == 8
     assert {"temporary_credential_x_tc_token", "local_capture_host_with_port"} <= names
+
+
+def test_the_scope_date_is_the_utc_date_across_midnights() -> None:
+    # utc_date caches one string per UTC day: the second before and after midnight differ.
+    for day in (0, 1, 20_423, 20_424):
+        midnight = day * 86_400
+        for ts in (midnight - 1, midnight, midnight + 86_399):
+            assert utc_date(ts) == datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d"), ts

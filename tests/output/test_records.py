@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -311,3 +313,13 @@ def test_encode_the_deepest_reply_accepted() -> None:
     line = encode_record(record)
     assert line == orjson.dumps(record) + b"\n"
     assert json.loads(line) == record
+
+
+def test_checked_at_is_the_whole_utc_second_whatever_the_cache_holds() -> None:
+    # rfc3339 caches by whole second: any timestamp must still format as the uncached form.
+    rng = random.Random(7)
+    stamps = [0.0, 0.999, 1.0, -1.5, 1_764_547_199.999, 1_764_547_200.0, 253_402_300_799.0]
+    stamps += [rng.uniform(0, 4e9) for _ in range(2000)]
+    for ts in stamps:
+        expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+        assert rfc3339(ts) == expected.replace("+00:00", "Z"), ts
