@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from poller.api.client import FaceIdClient, Reply, TransportFault, parse_reply
+from poller.api.client import FaceIdClient
+from poller.api.reply import Reply, TransportFault, parse_reply
 from poller.config.settings import Settings
 from poller.input.tokens import TokenEntry
 from poller.output.records import encode_record

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from poller.api.client import TransportFault
+from poller.api.reply import TransportFault
 from poller.input.tokens import TokenEntry
 from poller.job import _Stopper
 from poller.output.sink import JsonlSink, Sink

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from poller.api.client import TransportFault
+from poller.api.reply import TransportFault
 from poller.config.settings import Settings
 from poller.input.tokens import InputError, InputItem, TokenEntry
 from poller.job import _Stopper

@@ -6,8 +6,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from poller.api.client import TransportFault
 from poller.api.outcomes import Transient
+from poller.api.reply import TransportFault
 from poller.config.settings import Settings
 from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine

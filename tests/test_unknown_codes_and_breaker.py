@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from poller.api.client import TransportFault
+from poller.api.reply import TransportFault
 from poller.config.settings import Settings
 from poller.pipeline.engine import Engine
 from tests.fake_api import FakeClient, FakeStep, run_engine_virtual

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from poller.api.client import ApiError, Reply, TransportFault
+from poller.api.reply import ApiError, Reply, TransportFault
 
 
 class Status(StrEnum):

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, assert_never
 
-from poller.api.client import FaceIdClient, Reply, TransportFault
+from poller.api.client import FaceIdClient
 from poller.api.outcomes import (
     ClockSkew,
     Fatal,
@@ -34,7 +34,6 @@ from poller.api.outcomes import (
     Throttled,
     Transient,
     UnknownCode,
-    outcome_of,
 )
 from poller.config.settings import Settings
 from poller.input.reader import ThreadedReader
@@ -296,7 +295,7 @@ class Engine:
 
     async def _send(self, job: Job, state: _TokenState) -> Outcome:
         """One request: a pacer slot (`Stopped` once the run is stopping), counted as it
-        leaves; its answer decided once (`outcome_of`), and heard by the pacer and budget."""
+        leaves; its outcome (decided once, in poller/api) heard by the pacer and budget."""
         await self.pacer.acquire()
         job.attempts += 1
         self.stats.requests += 1
@@ -308,15 +307,11 @@ class Engine:
             state.is_retry = False
         self._on_wire += 1
         state.on_wire = True  # stays True if this is cancelled: the hard stop's accounting
-        exchange: Reply | TransportFault
         try:
-            exchange = await self.client.get_result(job.token)
-        except TransportFault as fault:
-            exchange = fault
+            outcome = await self.client.query(job.token)
         finally:
             self._on_wire -= 1
         state.on_wire = False
-        outcome = outcome_of(exchange, self.settings.pending_codes)
         match outcome:
             case Settled(answered=True):
                 self.pacer.on_success()

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from poller.api.client import MAX_DEPTH, Reply, TransportFault, parse_reply
 from poller.api.outcomes import Status
+from poller.api.reply import MAX_DEPTH, Reply, TransportFault, parse_reply
 from poller.config.settings import Detail
 from poller.output.records import build_record, encode_record
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from poller.api.client import ApiError, Reply, TransportFault, parse_reply
 from poller.api.outcomes import (
     ClockSkew,
     Fatal,
@@ -21,6 +20,7 @@ from poller.api.outcomes import (
     outcome_of,
     status_for_result,
 )
+from poller.api.reply import ApiError, Reply, TransportFault, parse_reply
 
 PENDING_CODES = ("-999", "17")
 

@@ -11,8 +11,8 @@ from typing import Any
 import orjson
 import pytest
 
-from poller.api.client import MAX_DEPTH
 from poller.api.outcomes import Status
+from poller.api.reply import MAX_DEPTH
 from poller.config.settings import Detail
 from poller.output.records import (
     KEYS,

@@ -11,8 +11,8 @@ import json
 import threading
 from pathlib import Path
 
-from poller.api.client import Reply
 from poller.api.outcomes import Status
+from poller.api.reply import Reply
 from poller.input.tokens import TokenEntry
 from poller.job import _Stopper
 from poller.output.records import build_record
