@@ -39,8 +39,15 @@ FakeStep = dict[str, Any] | TransportFault | Slow
 class FakeClient(FaceIdClient):
     """Answers each token from its script (the last step repeats); records every request."""
 
-    def __init__(self, scripts: dict[str, list[FakeStep]], default: FakeStep | None = None) -> None:
-        # No session, no signing: the engine only calls get_result.
+    def __init__(
+        self,
+        scripts: dict[str, list[FakeStep]],
+        default: FakeStep | None = None,
+        *,
+        pending_codes: tuple[str, ...] = ("-999", "17"),  # the settings' default
+    ) -> None:
+        # No session, no signing: `query` (inherited) calls get_result and decides the outcome.
+        self.pending_codes = pending_codes
         self.scripts = {token: deque(steps) for token, steps in scripts.items()}
         self.default = default
         self.calls = 0

@@ -60,7 +60,7 @@ def encode_body(token: str) -> bytes:
 class FaceIdClient:
     """GetSdkVerificationResult over a shared aiohttp session."""
 
-    __slots__ = ("_clock", "_settings", "_timeout", "_url", "session")
+    __slots__ = ("_clock", "_settings", "_timeout", "_url", "pending_codes", "session")
 
     def __init__(
         self,
@@ -73,6 +73,7 @@ class FaceIdClient:
             raise ValueError("settings carry no credentials")
         self.session = session
         self._settings = settings
+        self.pending_codes = settings.pending_codes  # what `query` reads as "not finished"
         self._url = settings.endpoint.rstrip("/") + "/"
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout)
         self._clock = clock
@@ -85,7 +86,7 @@ class FaceIdClient:
             exchange = await self.get_result(token)
         except TransportFault as fault:
             exchange = fault
-        return outcome_of(exchange, self._settings.pending_codes)
+        return outcome_of(exchange, self.pending_codes)
 
     async def get_result(self, token: str) -> Reply:
         """One signed request; its parsed answer, or a `TransportFault` for anything else."""
