@@ -26,7 +26,6 @@ from poller.output.records import ErrorInfo
 from poller.output.result import LineFormatError, Result
 from poller.output.resume import ResumeError
 from poller.output.sink import JsonlSink, OutputFileError, Sink
-from poller.output.writer import OutputError
 from poller.pipeline.stats import FatalRunError, RunStats
 from poller.polling import Poll, poll
 
@@ -41,7 +40,6 @@ __all__ = [
     "JsonlSink",
     "LineFormatError",
     "LockedError",
-    "OutputError",
     "OutputFileError",
     "Poll",
     "PollerError",

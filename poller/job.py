@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from poller.api.client import FaceIdClient
 from poller.api.session import open_session, require_credentials
-from poller.config.settings import Settings
+from poller.config.settings import Settings, checked
 from poller.errors import PollerError
 from poller.input.from_python import as_items
 from poller.input.plan import Plan, make_plan
@@ -172,9 +174,6 @@ async def run_job(
     return engine
 
 
-# -- the input, from Python --------------------------------------------------------------------
-
-
 # -- a batch into an output file: `poller run` ---------------------------------------------------
 
 
@@ -229,7 +228,7 @@ class BatchSummary:
 
 def run_batch(
     tokens: Iterable[str | InputItem],
-    output: str | os.PathLike[str],
+    output: str | os.PathLike[str] | Sink,
     settings: Settings,
     *,
     fresh: bool = False,
@@ -240,6 +239,9 @@ def run_batch(
 ) -> BatchSummary:
     """Query every token and append one JSON line per token to `output` ("-": stdout), as
     `poller run` does; blocks until the run is over.
+
+    `output` may also be any `Sink` (your own store, say): the lines go to it, with no lock and
+    no resume (the sink is yours to close).
 
     Resumes as the command does: tokens whose last line in `output` is final are skipped, the
     rest appended; a line torn by a crash is set aside. One run per output at a time: another
@@ -256,9 +258,19 @@ def run_batch(
     From inside a running event loop (a notebook, an async task) use
     ``await asyncio.to_thread(run_batch, ...)``, or `poll`."""
     _refuse_running_loop("run_batch()")
+    settings = checked(settings)
     require_credentials(settings)
-    path = os.fspath(output)
-    resumable = _is_resumable(path)
+    if handle_signals and threading.current_thread() is not threading.main_thread():
+        raise PollerError("run_batch(handle_signals=True) works only in the main thread.")
+    if isinstance(output, str | os.PathLike):
+        path: str = os.fspath(output)
+        resumable = _is_resumable(path)
+    elif all(hasattr(output, name) for name in ("write_lines", "lines_written", "sync")):
+        path, resumable = repr(output), False
+    else:
+        raise OutputFileError(
+            f"run_batch() writes to a path or a Sink, not {type(output).__name__}."
+        )
     with contextlib.ExitStack() as stack:
         state: ResumeState | None = None
         if resumable:
@@ -266,23 +278,24 @@ def run_batch(
             stack.enter_context(OutputLock(path))
             if fresh:
                 _start_fresh(path, force)
+            _refuse_a_foreign_file(path)
             state = load_resume_state(path)
             if state.lines or state.torn_bytes:
                 log.info("resuming %s: %s", path, state.summary())
-        try:
-            sink = JsonlSink(path)
-        except OSError as exc:
-            raise OutputFileError(f"cannot open output {path}: {exc.strerror}.") from None
         close_errors: list[str] = []
+        if isinstance(output, str | os.PathLike):
+            sink: Sink = _open_sink(path)
 
-        def close_sink() -> None:
-            # The last flush and close can fail too (EIO on a network disk): one sentence.
-            try:
-                sink.close()
-            except OSError as exc:
-                close_errors.append(f"cannot finish writing the output: {exc.strerror or exc}")
+            def close_sink() -> None:
+                # The last flush and close can fail too (EIO on a network disk): one sentence.
+                try:
+                    sink.close()
+                except OSError as exc:
+                    close_errors.append(f"cannot finish writing the output: {exc.strerror or exc}")
 
-        stack.callback(close_sink)
+            stack.callback(close_sink)
+        else:
+            sink = output
         engine = asyncio.run(
             run_job(
                 settings,
@@ -300,6 +313,44 @@ def run_batch(
     if close_errors and engine.stats.local_error is None:
         engine.stats.local_error = close_errors[0]
     return BatchSummary(path, engine.stats, engine.pacer, state)
+
+
+def _open_sink(path: str) -> JsonlSink:
+    try:
+        return JsonlSink(path)
+    except OSError as exc:
+        raise OutputFileError(f"cannot open output {path}: {exc.strerror}.") from None
+
+
+def _refuse_a_foreign_file(path: str) -> None:
+    """Appending result lines to a file that holds none (an export given as --output by
+    mistake, a system file) would damage it and spread personal data: refuse it.
+
+    Only a file whose first line is not a result line is read through for the check, so an
+    ordinary output costs one short read; a real output whose first line was torn by a crash
+    still has its later lines and passes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.readline(1 << 20)
+    except OSError:
+        return  # missing (a new output) or unreadable: load_resume_state says which
+    if not head or _is_result_line(head):
+        return
+    probe = load_resume_state(path, set_aside=False)
+    if probe.lines and probe.unreadable == probe.lines:
+        raise OutputFileError(
+            f"{path} holds {probe.lines} line{'s' if probe.lines != 1 else ''} and none is a "
+            "result line: it is not an output of this poller (were --tokens and --output "
+            "swapped?), so nothing is appended to it."
+        )
+
+
+def _is_result_line(line: bytes) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "token" in record and "status" in record
 
 
 def plan_batch(
@@ -367,6 +418,3 @@ def _start_fresh(output: str, force: bool) -> None:
         raise OutputFileError(
             f"--fresh cannot empty {output}: {exc.strerror or exc}; nothing was queried."
         ) from None
-
-
-# -- results as they settle, in Python -----------------------------------------------------------

@@ -14,10 +14,10 @@ from typing import Final
 
 from poller.api.client import FaceIdClient
 from poller.api.session import open_session, require_credentials
-from poller.config.settings import Settings
+from poller.config.settings import Settings, checked
 from poller.errors import PollerError
 from poller.input.from_python import as_items
-from poller.input.tokens import InputItem
+from poller.input.tokens import InputError, InputItem
 from poller.output.channel import NullSink, ResultChannel
 from poller.output.result import Result
 from poller.pipeline.engine import Engine
@@ -76,8 +76,15 @@ class Poll:
         """`client` replaces the HTTP client (tests); the settings then need no credentials."""
         if buffer < 1:
             raise PollerError(f"poll() needs a buffer of at least 1 result, not {buffer}.")
+        settings = checked(settings)
         if client is None:
             require_credentials(settings)
+        if isinstance(tokens, str | bytes):
+            raise InputError("poll() takes an iterable of token strings, not one string.")
+        if not isinstance(tokens, Iterable):
+            raise InputError(
+                f"poll() takes an iterable of token strings, not {type(tokens).__name__}."
+            )
         self._tokens = tokens
         self._settings = settings
         self._client = client
@@ -129,27 +136,30 @@ class Poll:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="poller-poll")
 
     async def _run(self) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            client = self._client
-            if client is None:
-                session = await stack.enter_async_context(open_session(self._settings))
-                client = FaceIdClient(session, self._settings)
-            # From here to the engine's first wait nothing yields: a stop (`_stop`) always
-            # finds the engine running, never about to start.
-            self._engine = Engine(self._settings, client, NullSink(), output=self._channel.attach)
-            try:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                client = self._client
+                if client is None:
+                    session = await stack.enter_async_context(open_session(self._settings))
+                    client = FaceIdClient(session, self._settings)
+                # From here to the engine's first wait nothing yields: a stop (`_stop`) always
+                # finds the engine running, never about to start.
+                self._engine = Engine(
+                    self._settings, client, NullSink(), output=self._channel.attach
+                )
                 await self._engine.run(as_items(self._tokens))
-            finally:
-                # Also after a crash: the consumer must not wait for lines that never come.
-                await self._channel.close()
-                if self._timer is not None:
-                    self._timer.cancel()
+        finally:
+            # Also after a crash, or when the session or engine could not even be built: the
+            # consumer must not wait for lines that never come (`_finish` raises the error).
+            await self._channel.close()
+            if self._timer is not None:
+                self._timer.cancel()
 
     async def _finish(self) -> None:
         """The run ended by itself: surface what stopped it early, if anything did."""
         assert self._task is not None
+        await self._task  # raises what kept the run from starting (bad settings, say)
         assert self._engine is not None
-        await self._task
         stats = self._engine.stats
         if stats.fatal is not None:
             raise stats.fatal

@@ -193,7 +193,10 @@ def test_poll_needs_credentials_and_token_strings() -> None:
         with pytest.raises(InputError, match="not one string"):
             async for _ in Poll("abc", settings, client=FakeClient({})):
                 pass
-        with pytest.raises(InputError, match="token 2 is a int"):
+        with pytest.raises(InputError, match="not NoneType"):
+            Poll(None, settings, client=FakeClient({}))  # type: ignore[arg-type]
+        # Checked as it is read, like a file's line: the run stops there, in one sentence.
+        with pytest.raises(PollerError, match="token 2 is not a string but an int"):
             async for _ in Poll(["a", 7], settings, client=FakeClient({})):  # type: ignore[list-item]
                 pass
 
@@ -240,3 +243,21 @@ def test_the_readme_example_runs_against_the_simulator(tmp_path: Path) -> None:
     assert "exit status 0" in out
     assert "second run skipped 20" in out
     assert DEMO_SECRET_KEY not in out + done.stderr
+
+
+def test_a_poll_that_cannot_start_raises_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Found in review: an engine that could not be built left the consumer waiting forever."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("cannot build the engine")
+
+    monkeypatch.setattr("poller.polling.Engine", broken)
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="cannot build the engine"):
+            async for _ in Poll(["a"], make_settings(), client=FakeClient({})):
+                pass
+
+    run_virtual(main)

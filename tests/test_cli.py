@@ -112,6 +112,21 @@ def test_user_errors_exit_2_with_one_sentence(
     assert needle in err
 
 
+def test_swapped_tokens_and_output_leave_the_export_untouched(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found in review: the export given as --output got result lines appended, exit 0."""
+    export = Path(_tokens(env, "sw-1", "sw-2"))
+    before = export.read_bytes()
+    results = env / "res.jsonl"
+    results.write_text('{"token": "sw-1"}\n')
+    assert main(["run", "--tokens", str(results), "--output", str(export)]) == 2
+    err = capsys.readouterr().err
+    _assert_one_sentence(err)
+    assert "none is a result line" in err
+    assert export.read_bytes() == before
+
+
 def test_unknown_config_key_suggests_the_nearest(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

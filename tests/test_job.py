@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +108,10 @@ def test_the_summary_repr_shows_counts_and_no_secret(tmp_path: Path) -> None:
 
 
 def test_tokens_from_python_are_trimmed_and_checked_like_a_file() -> None:
-    items = as_items([" a\n", "\ufeffb", "", TokenEntry("c", 9, 5.0), "x" * 300])
-    assert isinstance(items, list)  # a collection stays in memory: no reader thread
+    checked = as_items([" a\n", "\ufeffb", "", TokenEntry("c", 9, 5.0), "x" * 300])
+    assert isinstance(checked, Collection)  # a collection stays one: no reader thread
+    assert len(checked) == 5
+    items = list(checked)
     assert items[:3] == [
         TokenEntry("a", 1),
         TokenEntry("b", 2),
@@ -118,7 +121,7 @@ def test_tokens_from_python_are_trimmed_and_checked_like_a_file() -> None:
     bad = items[4]
     assert isinstance(bad, BadEntry)
     assert bad.reason.startswith("token 5: token is longer than 256 characters")
-    assert not isinstance(as_items(iter(["a"])), list)  # read lazily
+    assert not isinstance(as_items(iter(["a"])), Collection)  # read lazily, on a thread
     with pytest.raises(InputError, match="not one string"):
         as_items("abc")
 
@@ -134,3 +137,120 @@ def test_the_plan_counts_what_the_output_already_holds(tmp_path: Path) -> None:
     assert plan.counts[Verdict.INVALID] == 1
     assert out.read_bytes() == before
     assert plan_batch(["a"], out, _settings(), fresh=True).counts[Verdict.QUERY] == 1
+
+
+# -- found in review (issue 10) ------------------------------------------------------------------
+
+
+def test_a_token_source_that_fails_keeps_the_lines_of_the_tokens_it_gave(tmp_path: Path) -> None:
+    """A generator over a database cursor dies mid-way: the tokens it gave were asked and keep
+    their lines (requests = lines = attempts), and the run ends as a local failure (exit 4)."""
+
+    def cursor() -> Any:
+        yield from ("a", "b", "c")
+        raise RuntimeError("connection reset by the database")
+
+    out = tmp_path / "out.jsonl"
+    summary, server = _batch(out, {t: [ok()] for t in "abc"}, cursor())
+    assert summary.exit_status == 4
+    assert summary.stats.local_error is not None
+    assert "RuntimeError: connection reset by the database" in summary.stats.local_error
+    lines = _lines(out)
+    assert sorted(line["token"] for line in lines) == sorted(server.calls)
+    assert sum(line["attempts"] for line in lines) == sum(server.calls.values())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"sw-1\nsw-2\n", b"root:x:0:0:root:/root:/bin/bash\n", b"token,issued_at\nab,1\n"],
+    ids=["a-token-export", "a-system-file", "a-csv"],
+)
+def test_a_file_that_holds_no_result_line_is_refused_not_appended_to(
+    tmp_path: Path, content: bytes
+) -> None:
+    out = tmp_path / "not-results.txt"
+    out.write_bytes(content)
+    with pytest.raises(OutputFileError, match="none is a result line"):
+        _batch(out, {"a": [ok()]}, ["a"])
+    assert out.read_bytes() == content  # untouched
+
+
+def test_an_output_whose_first_line_was_torn_is_still_resumed(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    _batch(out, {"a": [ok()]}, ["a"])
+    out.write_bytes(b'{"token":"x","sta\n' + out.read_bytes())  # a crash tore the first line
+    summary, server = _batch(out, {"b": [ok()]}, ["a", "b"])
+    assert dict(server.calls) == {"b": 1}  # "a" is still known to be final
+    assert summary.exit_status == 0
+
+
+def test_results_can_go_to_any_sink(tmp_path: Path) -> None:
+    class Lines:
+        def __init__(self) -> None:
+            self.data = b""
+            self.lines_written = 0
+            self.synced = False
+
+        def write_lines(self, data: bytes, count: int) -> None:
+            self.data += data
+            self.lines_written += count
+
+        def sync(self) -> None:
+            self.synced = True
+
+        def close(self) -> None:
+            raise AssertionError("the caller closes its own sink")
+
+    sink = Lines()
+    server = ScriptedServer({"a": [ok()], "b": [ok("2016")]})
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        summary = run_batch(["a", "b"], sink, _settings())
+    assert summary.exit_status == 0
+    assert not summary.resumable  # no file, no lock, no resume
+    records = [json.loads(line) for line in sink.data.splitlines()]
+    assert {(r["token"], r["status"]) for r in records} == {("a", "passed"), ("b", "failed")}
+    assert sink.lines_written == 2
+    assert sink.synced
+    with pytest.raises(OutputFileError, match="a path or a Sink"):
+        run_batch(["a"], None, _settings())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"endpoint": "http://example.com"}, "plain http://"),
+        ({"endpoint": "ftp://x"}, "must be an https:// URL"),
+        ({"concurrency": 0}, "concurrency must be between 1 and 1024"),
+        ({"rate": 0.0}, "rate must be above 0"),
+        ({"timeout": "soon"}, "timeout"),
+    ],
+)
+def test_settings_built_by_hand_are_checked_like_the_commands(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    from dataclasses import replace
+
+    settings = replace(_settings(), **change)
+    with pytest.raises(ConfigError, match=message):
+        run_batch(["a"], tmp_path / "out.jsonl", settings)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_hand_built_pending_codes_as_one_string_are_codes_not_a_substring_test() -> None:
+    from dataclasses import replace
+
+    from poller.config.settings import checked
+
+    settings = checked(replace(_settings(), pending_codes="-999, 17"))  # type: ignore[arg-type]
+    assert settings.pending_codes == ("-999", "17")
+
+
+def test_signals_are_handled_only_from_the_main_thread(tmp_path: Path) -> None:
+    async def from_a_thread() -> None:
+        await asyncio.to_thread(
+            run_batch, ["a"], tmp_path / "out.jsonl", _settings(), handle_signals=True
+        )
+
+    with pytest.raises(PollerError, match="only in the main thread"):
+        asyncio.run(from_a_thread())

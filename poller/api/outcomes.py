@@ -128,13 +128,14 @@ _EXACT: Final[dict[str, _Row]] = {
     "UnsupportedOperation": Fatal,
     "IpInBlacklist": Fatal,
     "IpNotInWhitelist": Fatal,
+    "AuthFailure": Fatal,  # SPEC lists `AuthFailure.*`: the code itself and its sub-codes
 }
 
 # Checked in order; the first prefix that matches wins.
 _PREFIXES: Final[tuple[tuple[str, _Row], ...]] = (
     ("RequestLimitExceeded.", Throttled),
     ("InternalError.", Transient),
-    ("AuthFailure", Fatal),  # every AuthFailure.* but SignatureExpire (exact above)
+    ("AuthFailure.", Fatal),  # every AuthFailure.* but SignatureExpire (exact above)
     ("UnauthorizedOperation", Fatal),  # SPEC lists `UnauthorizedOperation*`
 )
 

@@ -147,7 +147,7 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
         if isinstance(default, tuple):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, list):
+            if not isinstance(value, list | tuple):
                 raise TypeError
             # A code is a string; a bare integer is accepted as its decimal form, a bool is not.
             if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value):
@@ -299,6 +299,8 @@ def build_settings(
             origins[name] = f"environment {ENV_PREFIX}{name.upper()}"
             values[name] = _coerce(name, raw, origins[name])
     for name, value in flags.items():
+        if name not in FIELD_NAMES:
+            raise ConfigError(f"unknown setting {name!r}{_suggest(name, FIELD_NAMES)}.")
         if value is not None:
             origins[name] = f"--{name.replace('_', '-')}"
             values[name] = _coerce(name, value, origins[name])
@@ -311,3 +313,22 @@ def build_settings(
     settings = Settings(**values, credentials=creds)
     _check(settings, origins)
     return settings, warnings
+
+
+def checked(settings: Settings) -> Settings:
+    """A `Settings` made by hand in Python, held to the rules `build_settings` applies.
+
+    A value of the wrong type is converted where a TOML value would be (codes as one
+    comma-separated string, a whole number for a float) or refused; then every value is
+    checked, so a plain-http endpoint to another host or a concurrency of 0 fails here with a
+    sentence instead of leaking a signature or hanging the run. Returns the converted copy."""
+    origin = "the Settings given"
+    defaults = Settings()
+    values = {
+        name: _coerce(name, value, origin)
+        for name in FIELD_NAMES
+        if (value := getattr(settings, name)) != getattr(defaults, name)
+    }
+    result = dataclasses.replace(settings, **values) if values else settings
+    _check(result, dict.fromkeys(FIELD_NAMES, origin))
+    return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable
@@ -54,6 +55,9 @@ log = logging.getLogger("poller")
 # After a hard stop, seconds the writer thread gets to write the lines it holds: enough for a
 # working disk or pipe, short enough that a stalled reader does not hold the exit up.
 ABORT_DRAIN = 1.0
+
+# Items taken at once from a collection already in memory (see `_batches`).
+MEMORY_BATCH = 1024
 
 # What one attempt ends in: a clock skew never leaves it (re-sent at once, or fatal).
 Attempted = Settled | Throttled | Transient | Fatal | UnknownCode
@@ -155,6 +159,15 @@ class Engine:
             # The input broke off mid-file: stop like a signal does (requests on the wire
             # finish and are written), then exit 4 with one sentence.
             self._record_local_error(exc)
+            self._halt()
+        except OutputError:
+            raise  # a line could not be written: the run's own handler stops everything
+        except Exception as exc:  # noqa: BLE001 - any failure of the caller's token source
+            # A Python caller's tokens (a generator over a database cursor, say) failed: the
+            # same stop as a broken file, so the tokens already sent keep their lines.
+            self._record_local_error(
+                InputError(f"the tokens could not be read: {type(exc).__name__}: {exc}")
+            )
             self._halt()
 
     async def _feed(self, items: Iterable[InputItem]) -> None:
@@ -608,9 +621,12 @@ async def _batches(items: Iterable[InputItem]) -> AsyncIterator[list[InputItem]]
     """The input in batches. A file or a pipe is read on a daemon thread of its own: a slow
     stdin or disk never stalls the workers, and a stop never waits for a read to return. A
     collection already in memory cannot block, so it needs no thread (and a test on virtual
-    time sees it whole at once)."""
+    time needs none); it is taken a batch at a time, so a million tokens handed over from
+    Python start being asked at once instead of after every one of them has been checked."""
     if isinstance(items, Collection):
-        yield list(items)
+        remaining = iter(items)
+        while batch := list(itertools.islice(remaining, MEMORY_BATCH)):
+            yield batch
         return
     async for batch in ThreadedReader(iter(items)).batches():
         yield batch

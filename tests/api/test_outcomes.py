@@ -64,6 +64,7 @@ FAULT_ROWS: list[tuple[str, FaultKind]] = [
     ("IpInBlacklist", Fatal),
     ("IpNotInWhitelist", Fatal),
     ("FailedOperation.SomethingNew", UnknownCode),
+    ("AuthFailureLookalike", UnknownCode),  # SPEC: `AuthFailure.*`, not any prefix
     ("LimitExceeded", UnknownCode),
     # Look-alikes must not ride on a prefix meant for another family.
     ("InternalErrorish", UnknownCode),

@@ -418,3 +418,9 @@ def test_config_errors_never_show_secrets(build: Build, write_toml: Callable[...
     for n, body in enumerate(bodies):
         path = write_toml(body, name=f"c{n}.toml")
         config_error(build, config_path=path)  # asserts neither secret is in the message
+
+
+def test_an_unknown_setting_from_python_suggests_the_nearest(build: Build) -> None:
+    # Flags come from argparse (always valid) or from a Python caller, who can mistype.
+    message = config_error(build, flags={"endpont": "https://example.com"})
+    assert message == "unknown setting 'endpont' (did you mean 'endpoint'?)."
