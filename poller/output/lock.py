@@ -15,6 +15,7 @@ import fcntl
 import os
 from types import TracebackType
 
+from poller.output.fileio import cannot, write_all
 from poller.output.resume import ResumeError
 
 __all__ = ["LockedError", "OutputLock"]
@@ -49,14 +50,14 @@ class OutputLock:
         try:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise ResumeError(_cannot(f"create the lock file {self.lock_path}", exc)) from None
+            raise ResumeError(cannot(f"create the lock file {self.lock_path}", exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             holder = _read_pid(fd)
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise ResumeError(_cannot(f"lock {self.lock_path}", exc)) from None
+                raise ResumeError(cannot(f"lock {self.lock_path}", exc)) from None
             who = f" (pid {holder})" if holder else ""
             raise LockedError(
                 f"another poller run{who} is writing {self.output}; "
@@ -65,7 +66,7 @@ class OutputLock:
         # The pid only decorates the message a second run shows; the lock itself is held.
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
-            _write_all(fd, f"{os.getpid()}\n".encode())
+            write_all(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
 
     def release(self) -> None:
@@ -102,13 +103,3 @@ def _read_pid(fd: int) -> int | None:
     except (OSError, UnicodeDecodeError):
         return None
     return int(text) if text.isdigit() else None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _cannot(what: str, exc: OSError) -> str:
-    return f"cannot {what}: {exc.strerror or exc}."

@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from poller.errors import PollerError
 from poller.input.keys import token_key
+from poller.output.fileio import cannot, write_all
 from poller.output.records import LOCAL_EXPIRY_CODE
 
 __all__ = [
@@ -274,7 +275,7 @@ def load_resume_state(path: str, *, set_aside: bool = True) -> ResumeState:
     except FileNotFoundError:
         return ResumeState()
     except OSError as exc:
-        raise ResumeError(_cannot(f"read the output file {path}", exc)) from None
+        raise ResumeError(cannot(f"read the output file {path}", exc)) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
@@ -285,7 +286,7 @@ def load_resume_state(path: str, *, set_aside: bool = True) -> ResumeState:
         try:
             done, size = scanner.scan(fd)
         except OSError as exc:
-            raise ResumeError(_cannot(f"read the output file {path}", exc)) from None
+            raise ResumeError(cannot(f"read the output file {path}", exc)) from None
     finally:
         os.close(fd)
     state = scanner.state
@@ -307,7 +308,7 @@ def _set_aside(path: str, done: int, size: int) -> str:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError as exc:
-        raise ResumeError(_cannot(f"set aside the torn last line of {path}", exc)) from None
+        raise ResumeError(cannot(f"set aside the torn last line of {path}", exc)) from None
     try:
         if os.fstat(fd).st_size != size:
             raise ResumeError(
@@ -319,18 +320,18 @@ def _set_aside(path: str, done: int, size: int) -> str:
         try:
             side_fd = os.open(side, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(side_fd, header.encode() + tail + b"\n")
+                write_all(side_fd, header.encode() + tail + b"\n")
                 os.fsync(side_fd)
             finally:
                 os.close(side_fd)
         except OSError as exc:
             raise ResumeError(
-                _cannot(f"write the torn last line of {path} to {side}", exc)
+                cannot(f"write the torn last line of {path} to {side}", exc)
             ) from None
         os.ftruncate(fd, done)
         os.fsync(fd)
     except OSError as exc:
-        raise ResumeError(_cannot(f"cut the torn last line from {path}", exc)) from None
+        raise ResumeError(cannot(f"cut the torn last line from {path}", exc)) from None
     finally:
         os.close(fd)
     return side
@@ -346,13 +347,3 @@ def _pread_all(fd: int, offset: int, size: int) -> bytes:
         offset += len(data)
         size -= len(data)
     return b"".join(parts)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _cannot(what: str, exc: OSError) -> str:
-    return f"cannot {what}: {exc.strerror or exc}."

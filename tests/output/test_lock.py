@@ -13,17 +13,7 @@ import pytest
 
 from poller.output.lock import LockedError, OutputLock
 from poller.output.resume import ResumeError
-
-
-def write(path: Path, *parts: bytes) -> Path:
-    path.write_bytes(b"".join(parts))
-    return path
-
-
-@pytest.fixture
-def out(tmp_path: Path) -> Path:
-    return tmp_path / "out.jsonl"
-
+from tests.output.support import write
 
 # --- OutputLock --------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from poller.output.resume import (
     ResumeState,
     load_resume_state,
 )
+from tests.output.support import write
 
 T0 = 1704067200.0  # 2024-01-01T00:00:00Z
 FINAL_STATUSES = (Status.PASSED, Status.FAILED, Status.EXPIRED, Status.INVALID_TOKEN)
@@ -46,16 +47,6 @@ def line(token: str, status: Status = Status.PASSED, **kw: Any) -> bytes:
             token=token, status=status, final=final, attempts=1, checked_at=T0, response=resp, **kw
         )
     )
-
-
-def write(path: Path, *parts: bytes) -> Path:
-    path.write_bytes(b"".join(parts))
-    return path
-
-
-@pytest.fixture
-def out(tmp_path: Path) -> Path:
-    return tmp_path / "out.jsonl"
 
 
 @pytest.fixture(params=[resume.CHUNK, 7], ids=["chunk=4MiB", "chunk=7B"])
