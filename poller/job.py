@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from poller.api.client import FaceIdClient
+from poller.api.outcomes import Status
 from poller.api.session import open_session, require_credentials
 from poller.config.settings import Settings, checked
 from poller.errors import PollerError
@@ -266,6 +267,8 @@ def run_batch(
         path: str = os.fspath(output)
         resumable = _is_resumable(path)
     elif all(hasattr(output, name) for name in ("write_lines", "lines_written", "sync")):
+        if fresh:
+            raise PollerError("fresh=True empties an output file; a Sink is yours to empty.")
         path, resumable = repr(output), False
     else:
         raise OutputFileError(
@@ -276,9 +279,9 @@ def run_batch(
         if resumable:
             # One run per output file at a time: a second one would duplicate every line.
             stack.enter_context(OutputLock(path))
+            _refuse_a_foreign_file(path)  # before --fresh: a foreign file is never emptied
             if fresh:
                 _start_fresh(path, force)
-            _refuse_a_foreign_file(path)
             state = load_resume_state(path)
             if state.lines or state.torn_bytes:
                 log.info("resuming %s: %s", path, state.summary())
@@ -334,7 +337,18 @@ def _refuse_a_foreign_file(path: str) -> None:
             head = fh.readline(1 << 20)
     except OSError:
         return  # missing (a new output) or unreadable: load_resume_state says which
-    if not head or _is_result_line(head):
+    if not head:
+        return
+    if not head.endswith(b"\n"):
+        # The whole file is one unfinished line: a crash in the very first write (our lines
+        # start `{"token":`), or a foreign one-line file that resume would set aside and empty.
+        if head.removeprefix(b"\xef\xbb\xbf").startswith(b'{"token":'):
+            return
+        raise OutputFileError(
+            f"{path} holds one unfinished line that is not a result line: it is not an output "
+            "of this poller (were --tokens and --output swapped?), so nothing is written to it."
+        )
+    if _is_result_line(head):
         return
     probe = load_resume_state(path, set_aside=False)
     if probe.lines and probe.unreadable == probe.lines:
@@ -350,7 +364,16 @@ def _is_result_line(line: bytes) -> bool:
         record = json.loads(line)
     except ValueError:
         return False
-    return isinstance(record, dict) and "token" in record and "status" in record
+    # As the resume reader tells a result line: a string token, a bool `final`, a known status.
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("token"), str)
+        and isinstance(record.get("final"), bool)
+        and record.get("status") in _STATUSES
+    )
+
+
+_STATUSES = frozenset(status.value for status in Status)
 
 
 def plan_batch(
@@ -364,6 +387,8 @@ def plan_batch(
     de-duplicated against what `output` already holds; no request, nothing written."""
     path = os.fspath(output)
     state = None
+    if _is_resumable(path):
+        _refuse_a_foreign_file(path)  # as the run would: the plan must not promise a run
     if _is_resumable(path) and not fresh:
         state = load_resume_state(path, set_aside=False)
     triage = Triage(

@@ -254,3 +254,56 @@ def test_signals_are_handled_only_from_the_main_thread(tmp_path: Path) -> None:
 
     with pytest.raises(PollerError, match="only in the main thread"):
         asyncio.run(from_a_thread())
+
+
+# -- found in the second review (issue 10) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"tok-one-no-newline",
+        b'{"token":"app-tok-1","status":"created"}\n{"token":"app-tok-2","status":"created"}\n',
+    ],
+    ids=["one-line-without-newline", "an-app-export-with-token-and-status"],
+)
+def test_a_foreign_file_is_refused_even_when_it_looks_close(tmp_path: Path, content: bytes) -> None:
+    out = tmp_path / "export.txt"
+    out.write_bytes(content)
+    with pytest.raises(OutputFileError, match="not an output of this poller"):
+        _batch(out, {"a": [ok()]}, ["a"])
+    with pytest.raises(OutputFileError, match="not an output of this poller"):
+        _batch(out, {"a": [ok()]}, ["a"], fresh=True, force=True)  # never emptied either
+    with pytest.raises(OutputFileError, match="not an output of this poller"):
+        plan_batch(["a"], out, _settings())  # the dry run says what the run would
+    assert out.read_bytes() == content
+    assert not Path(f"{out}.torn").exists()
+
+
+def test_a_crash_in_the_very_first_write_is_still_resumed(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(b'{"token":"a","status":"pas')  # the only line, torn
+    summary, server = _batch(out, {"a": [ok()]}, ["a"])
+    assert summary.exit_status == 0
+    assert dict(server.calls) == {"a": 1}
+
+
+def test_hand_built_settings_equal_to_a_default_are_still_converted(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    settings = replace(_settings(), detail="full", concurrency=32.0)  # type: ignore[arg-type]
+    out = tmp_path / "out.jsonl"
+    server = ScriptedServer({"a": [ok()]})
+    with aioresponses() as mocked:
+        mocked.post(URL, callback=server, repeat=True)
+        summary = run_batch(["a"], out, settings)
+    assert summary.exit_status == 0
+    assert _lines(out)[0]["response"] is not None  # "full" kept the response
+
+
+def test_a_wrong_value_deep_in_a_list_fails_before_any_request(tmp_path: Path) -> None:
+    tokens: list[Any] = [f"t{n}" for n in range(3000)]
+    tokens[1500] = 12345
+    with pytest.raises(InputError, match="token 1501 is not a string but an int"):
+        _batch(tmp_path / "out.jsonl", {}, tokens)
+    assert not (tmp_path / "out.jsonl").exists() or not _lines(tmp_path / "out.jsonl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.helpers import get_env_proxy_for_url
@@ -27,9 +28,11 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
 
 def open_session(settings: Settings) -> aiohttp.ClientSession:
     """The run's HTTP session: one connection per request in flight, TLS always verified."""
-    # Loading the system's certificate store costs ~2% of a short run's CPU: only for https
-    # (a plain-http endpoint is the simulator or a test server on loopback).
-    tls = ssl_context(settings) if settings.endpoint.startswith("https:") else False
+    # Loading the system's certificate store costs ~2% of a short run's CPU: skipped only for
+    # a plain-http endpoint (the simulator or a test server on loopback). Decided on the parsed
+    # scheme, never the raw text: "HTTPS://" or " https://" must still verify TLS.
+    plain = urlsplit(settings.endpoint.strip()).scheme == "http"
+    tls = False if plain else ssl_context(settings)
     connector = aiohttp.TCPConnector(limit=settings.concurrency, ssl=tls)
     proxy, proxy_auth = proxy_for(settings.endpoint)
     return aiohttp.ClientSession(connector=connector, proxy=proxy, proxy_auth=proxy_auth)

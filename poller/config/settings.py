@@ -323,12 +323,9 @@ def checked(settings: Settings) -> Settings:
     checked, so a plain-http endpoint to another host or a concurrency of 0 fails here with a
     sentence instead of leaking a signature or hanging the run. Returns the converted copy."""
     origin = "the Settings given"
-    defaults = Settings()
-    values = {
-        name: _coerce(name, value, origin)
-        for name in FIELD_NAMES
-        if (value := getattr(settings, name)) != getattr(defaults, name)
-    }
-    result = dataclasses.replace(settings, **values) if values else settings
+    # Every field, even one equal to its default: "full" == Detail.FULL, 32.0 == 32, yet the
+    # code tests `is Detail.FULL` and `range(concurrency)`.
+    values = {name: _coerce(name, getattr(settings, name), origin) for name in FIELD_NAMES}
+    result = dataclasses.replace(settings, **values)
     _check(result, dict.fromkeys(FIELD_NAMES, origin))
     return result
