@@ -105,7 +105,7 @@ class Settings:
     # does but exit 1): "90m", "1h30m", "4s". 0 = no deadline.
     stop_after: float = 0.0
     # "input", or "expiry": oldest issued_at first (SPEC §9); reads the whole input first and
-    # holds the tokens to query in memory (~95 bytes each, see README "Expiry order").
+    # holds the tokens to query in memory (~60 bytes each, see README "Expiry order").
     order: str = "input"
     credentials: Credentials | None = field(default=None, compare=False)
 

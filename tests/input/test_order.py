@@ -50,3 +50,14 @@ def test_late_count_by_hand() -> None:
     # Just in time is not late: 1001 == 1000 + 1.
     assert late_count([None, 901.0], 1000.0, 1.0, 100.0) == 0
     assert late_count(issued, 1000.0, 1.0, 0.0) == 0  # no window, nothing is late
+
+
+def test_the_memory_bench_runs_on_a_tiny_case(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import expiry_order
+
+    monkeypatch.setattr("sys.argv", ["expiry_order", "1000"])
+    assert expiry_order.main() == 0
+    # 36 bytes of token + 4 arrays of 8 bytes each.
+    assert capsys.readouterr().out.startswith("1000 tokens: buffers 0 MB (68 B each)")
