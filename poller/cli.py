@@ -45,7 +45,8 @@ def _add_run_parser(sub: Any) -> None:
             "FACEID_POLLER_* environment variables, then these flags (flags win). Credentials: "
             "TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY (and TENCENTCLOUD_TOKEN), else the "
             "config file, else ~/.tencentcloud/credentials. Exit status: 0 every token final, "
-            "1 some not final, 2 usage/config/input error, 3 a fatal API error stopped the run, 4 "
+            "1 some not final (or --stop-after reached), 2 usage/config/input error, 3 a fatal API "
+            "error stopped the run, 4 "
             "the output or input failed mid-run, "
             "130/143 interrupted."
         ),
