@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -24,17 +25,18 @@ import signal
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from poller.api.client import FaceIdClient
 from poller.api.outcomes import Status
 from poller.api.session import open_session, require_credentials
+from poller.config.durations import format_duration
 from poller.config.settings import Settings, checked
 from poller.errors import PollerError
 from poller.input.from_python import as_items
-from poller.input.plan import Plan, make_plan
+from poller.input.plan import Deadlines, Plan, make_plan
 from poller.input.reader import run_in_daemon_thread
 from poller.input.tokens import (
     InputItem,
@@ -44,7 +46,7 @@ from poller.observability.progress import Progress
 from poller.output.lock import OutputLock
 from poller.output.resume import ResumeState, load_resume_state
 from poller.output.sink import JsonlSink, OutputFileError, Sink
-from poller.pipeline.engine import Engine
+from poller.pipeline.engine import DEADLINE, Engine
 from poller.pipeline.pacing import Pacer
 from poller.pipeline.stats import RunStats
 
@@ -79,6 +81,19 @@ class _Stopper:
             log.warning("%s received again: stopping now", name)
             self.engine.abort()
 
+    def deadline(self, after: float) -> None:
+        """`--stop-after` reached: the same stop as a first signal, but exit 1 (SPEC §3)."""
+        if self.engine.stats.stopped_by is not None:
+            return  # already stopping (a signal came first): its own rules stand
+        log.warning(
+            "--stop-after %s reached: sending no more requests; those on the wire have %g s to "
+            "finish; the next run on the same output resumes the rest",
+            format_duration(after),
+            self.grace,
+        )
+        self.engine.stop(DEADLINE)
+        self.timer = asyncio.get_running_loop().call_later(self.grace, self.engine.abort)
+
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -100,6 +115,14 @@ async def _show_progress(
     await progress.run_periodically(0.5)
 
 
+async def _log_deadlines(estimate: Callable[[], Deadlines | None], order: str) -> None:
+    # A second read of the input (a regular file, or a collection), on a thread beside the run
+    # like the progress bar's count: the first request does not wait for it.
+    deadlines = await run_in_daemon_thread(estimate)
+    if deadlines is not None and deadlines.dated:
+        log.info("deadlines: %s", deadlines.describe(order))
+
+
 async def run_job(
     settings: Settings,
     items: Iterable[InputItem],
@@ -113,11 +136,19 @@ async def run_job(
     count_entries: Callable[[], int | None] | None = None,
     metrics_file: str | None = None,
     metrics_interval: float = 15.0,
+    stop_after: float | None = None,
+    countable: bool | None = None,
+    estimate: Callable[[], Deadlines | None] | None = None,
 ) -> Engine:
     """Run one batch. Progress and metrics are side tasks that only read the counters.
 
     With `handle_signals`, SIGINT/SIGTERM stop the run gracefully (a second one at once); a
-    run stopped by one leaves both ignored on return, for a caller that is about to exit."""
+    run stopped by one leaves both ignored on return, for a caller that is about to exit.
+
+    `stop_after` seconds from now (default: the settings' `stop_after`; 0 none), the run stops
+    as on a first signal, and exits 1. `countable` says the input can be read to its end to
+    count the tokens a deadline left (see `Engine.run`). `estimate`, run on a thread, gives
+    the deadline line logged at the start (see `Deadlines`)."""
     require_credentials(settings)
     async with open_session(settings) as session:
         engine = Engine(
@@ -132,7 +163,15 @@ async def run_job(
         if handle_signals:
             for signum, name in SIGNALS.items():
                 loop.add_signal_handler(signum, stopper, name)
+        after = settings.stop_after if stop_after is None else stop_after
+        deadline = (
+            loop.call_later(max(after, 0.0), stopper.deadline, settings.stop_after)
+            if settings.stop_after
+            else None
+        )
         side_tasks: list[asyncio.Task[None]] = []
+        if estimate is not None:
+            side_tasks.append(loop.create_task(_log_deadlines(estimate, settings.order)))
         metrics: MetricsWriter | None = None
         if metrics_file:
             from poller.observability.metrics import (
@@ -153,8 +192,10 @@ async def run_job(
                 loop.create_task(_show_progress(engine, bar, progress_interval, count_entries))
             )
         try:
-            await engine.run(items)
+            await engine.run(items, countable=countable)
         finally:
+            if deadline is not None:
+                deadline.cancel()
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
@@ -237,6 +278,7 @@ def run_batch(
     progress: bool = False,
     handle_signals: bool = False,
     count_entries: Callable[[], int | None] | None = None,
+    reread: Callable[[], Iterable[InputItem]] | None = None,
 ) -> BatchSummary:
     """Query every token and append one JSON line per token to `output` ("-": stdout), as
     `poller run` does; blocks until the run is over.
@@ -251,6 +293,12 @@ def run_batch(
     `handle_signals` makes SIGINT/SIGTERM stop the run gracefully (main thread only);
     `count_entries` gives the bar its total. Settings' `metrics_file` is written if set.
 
+    `reread` is a second, independent read of the same input (`poller run` passes one for a
+    regular file; a collection of tokens is re-read without it): with it the run logs at its
+    start how many tokens would pass their 72 h before their turn, and a `stop_after` deadline
+    counts exactly the tokens it left (else "at least"). Settings' `stop_after` is measured
+    from this call; the run then stops as on SIGINT, and `exit_status` is 1.
+
     Raises a `PollerError` (one sentence) for anything the caller can fix: `ConfigError`,
     `InputError`, `ResumeError`/`LockedError`, `OutputFileError`. A failure during the run (a
     fatal API error, the output failing) is in the summary instead: `exit_status` 3 or 4, and
@@ -258,6 +306,7 @@ def run_batch(
 
     From inside a running event loop (a notebook, an async task) use
     ``await asyncio.to_thread(run_batch, ...)``, or `poll`."""
+    entered = time.monotonic()  # --stop-after counts from here: loading a resume file is part
     _refuse_running_loop("run_batch()")
     settings = checked(settings)
     require_credentials(settings)
@@ -299,6 +348,22 @@ def run_batch(
             stack.callback(close_sink)
         else:
             sink = output
+        if reread is None and isinstance(tokens, Collection):
+            items_again = tokens
+
+            def reread() -> Iterable[InputItem]:
+                return as_items(items_again)
+
+        estimate = None
+        if reread is not None and settings.max_token_age > 0:
+            estimate = functools.partial(_estimate, reread, settings, state)
+        elif settings.max_token_age > 0 and settings.order == "input":
+            log.info(
+                "deadlines: the input streams (a pipe), so how many tokens would pass their "
+                "%.3g h before their turn cannot be known in advance (--order expiry reads it "
+                "whole and says)",
+                settings.max_token_age / 3600,
+            )
         engine = asyncio.run(
             run_job(
                 settings,
@@ -311,6 +376,9 @@ def run_batch(
                 progress_interval=settings.progress_interval,
                 count_entries=count_entries,
                 metrics_file=settings.metrics_file or None,
+                stop_after=settings.stop_after - (time.monotonic() - entered),
+                countable=reread is not None,
+                estimate=estimate,
             )
         )
     if close_errors and engine.stats.local_error is None:
@@ -376,6 +444,30 @@ def _is_result_line(line: bytes) -> bool:
 _STATUSES = frozenset(status.value for status in Status)
 
 
+def _estimate(
+    reread: Callable[[], Iterable[InputItem]], settings: Settings, state: ResumeState | None
+) -> Deadlines | None:
+    """The deadline line of a run: the input read once more and triaged as the run does."""
+    try:
+        return _plan(reread(), settings, state).deadlines
+    except PollerError as exc:  # the run's own reader reports a broken input: only note it
+        log.debug("no deadline estimate: %s", exc)
+        return None
+
+
+def _plan(tokens: Iterable[str | InputItem], settings: Settings, state: ResumeState | None) -> Plan:
+    triage = Triage(
+        max_token_age=settings.max_token_age,
+        clock=time.time,
+        already_final=state.is_final if state else None,
+        expired_before=state.was_expired_locally if state else None,
+    )
+    deadlines = None
+    if settings.max_token_age > 0:
+        deadlines = Deadlines(time.time(), settings.pacing_rate, settings.max_token_age)
+    return make_plan(iter(as_items(tokens)), triage, deadlines=deadlines)
+
+
 def plan_batch(
     tokens: Iterable[str | InputItem],
     output: str | os.PathLike[str],
@@ -391,13 +483,7 @@ def plan_batch(
         _refuse_a_foreign_file(path)  # as the run would: the plan must not promise a run
     if _is_resumable(path) and not fresh:
         state = load_resume_state(path, set_aside=False)
-    triage = Triage(
-        max_token_age=settings.max_token_age,
-        clock=time.time,
-        already_final=state.is_final if state else None,
-        expired_before=state.was_expired_locally if state else None,
-    )
-    return make_plan(iter(as_items(tokens)), triage)
+    return _plan(tokens, settings, state)
 
 
 def _refuse_running_loop(what: str) -> None:

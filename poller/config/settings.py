@@ -21,6 +21,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from poller.config.credentials import CREDENTIAL_KEYS, Credentials, resolve_credentials
+from poller.config.durations import parse_duration
 from poller.config.errors import ConfigError
 
 DEFAULT_ENDPOINT = "https://faceid.intl.tencentcloudapi.com"
@@ -41,6 +42,15 @@ class Detail(StrEnum):
 #: the `--format` flag and the input stage share one list.
 InputFormat = Literal["text", "csv", "jsonl"]
 INPUT_FORMATS: tuple[InputFormat, ...] = ("text", "csv", "jsonl")
+
+#: The order tokens are asked in (`order` setting, SPEC §9): as the input lists them, or the
+#: closest to expiry (oldest `issued_at`) first, which reads the whole input before the first
+#: request.
+Order = Literal["input", "expiry"]
+ORDERS: tuple[Order, ...] = ("input", "expiry")
+
+#: Settings whose value is a duration ("90m", "1h30m", or seconds), not a plain number.
+DURATION_FIELDS = frozenset({"stop_after"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +101,12 @@ class Settings:
     log_format: str = "text"  # stderr log lines: "text", or "json" for log shippers
     # When stderr is not a terminal (cron), one progress line this often, in seconds.
     progress_interval: float = 60.0
+    # End the run cleanly this many seconds after it started (SPEC §3 "Stopping", as SIGINT
+    # does but exit 1): "90m", "1h30m", "4s". 0 = no deadline.
+    stop_after: float = 0.0
+    # "input", or "expiry": oldest issued_at first (SPEC §9); reads the whole input first and
+    # holds the tokens to query in memory (~60 bytes each, see README "Expiry order").
+    order: str = "input"
     credentials: Credentials | None = field(default=None, compare=False)
 
     @property
@@ -127,6 +143,11 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
     """Turn a TOML, environment or flag value into the field's type, or say what is wrong."""
     default = getattr(Settings(), name)
     where = f"{name} (from {origin})"
+    if name in DURATION_FIELDS:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}.") from None
     try:
         if isinstance(default, bool):
             raise TypeError
@@ -249,6 +270,8 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
             s.progress_interval > 0,
             f"progress_interval must be above 0 seconds, got {s.progress_interval:g}",
         ),
+        ("stop_after", s.stop_after >= 0, "stop_after must be at least 0 (0 = no deadline)"),
+        ("order", s.order in ORDERS, f"order must be {' or '.join(ORDERS)}, got {s.order!r}"),
     ]
     for name, ok, message in checks:
         if not ok:

@@ -5,30 +5,96 @@ No request is made. The counts come from the same `Triage` the real run uses.
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from poller.config.durations import format_duration
 from poller.config.settings import Settings
-from poller.input.entries import InputItem
+from poller.input.entries import InputItem, TokenEntry
+from poller.input.order import late_count
 from poller.input.triage import Triage, Verdict
+
+
+@dataclass(slots=True)
+class Deadlines:
+    """Whether the tokens to query are reached inside their window (SPEC §9), at the pace.
+
+    Fed the issue time of every token to query, in input order (8 bytes each); the k-th (from
+    0) is asked at `start + k / rate`, so a token issued longer than `max_age` before its turn
+    would be asked too late (the server answers it expired)."""
+
+    start: float
+    rate: float
+    max_age: float
+    issued: array[float] = field(default_factory=lambda: array("d"))
+
+    def add(self, issued_at: float | None) -> None:
+        self.issued.append(math.nan if issued_at is None else issued_at)
+
+    @property
+    def to_query(self) -> int:
+        return len(self.issued)
+
+    @property
+    def dated(self) -> int:
+        return sum(1 for t in self.issued if t == t)  # NaN != NaN
+
+    @property
+    def duration(self) -> float:
+        """Seconds the first attempts take at the pace."""
+        return self.to_query / self.rate
+
+    def late_in_input_order(self) -> int:
+        return late_count(_known(self.issued), self.start, self.rate, self.max_age)
+
+    def late_in_expiry_order(self) -> int:
+        # Oldest first, the undated after them (they cannot be late by this count).
+        dated = sorted(t for t in self.issued if t == t)
+        return late_count(dated, self.start, self.rate, self.max_age)
+
+    def describe(self, order: str) -> str:
+        """One sentence: how long the queries take, and how many tokens come too late."""
+        window = f"{self.max_age / 3600:.3g} h"
+        text = (
+            f"{self.to_query} tokens to query take {format_duration(self.duration)} at "
+            f"{self.rate:.2f} req/s; of the {self.dated} with an issued_at, "
+            f"{self.late_in_input_order()} would pass their {window} before their turn in input "
+            f"order, {self.late_in_expiry_order()} in expiry order (--order expiry)"
+        )
+        return text + (" (the order of this run)" if order == "expiry" else "")
+
+
+def _known(issued: array[float]) -> Iterator[float | None]:
+    return (None if t != t else t for t in issued)
 
 
 @dataclass(slots=True)
 class Plan:
     counts: Counter[Verdict] = field(default_factory=Counter)
     first_invalid: list[str] = field(default_factory=list)  # a few reasons, for the user
+    deadlines: Deadlines | None = None  # set when asked for (`make_plan(deadlines=...)`)
 
     @property
     def read(self) -> int:
         return sum(self.counts.values())
 
 
-def make_plan(items: Iterator[InputItem], triage: Triage, *, keep_reasons: int = 5) -> Plan:
-    plan = Plan()
+def make_plan(
+    items: Iterator[InputItem],
+    triage: Triage,
+    *,
+    keep_reasons: int = 5,
+    deadlines: Deadlines | None = None,
+) -> Plan:
+    plan = Plan(deadlines=deadlines)
     for item in items:
         verdict = triage(item)
         plan.counts[verdict] += 1
+        if deadlines is not None and verdict is Verdict.QUERY and isinstance(item, TokenEntry):
+            deadlines.add(item.issued_at)
         if verdict is Verdict.INVALID and len(plan.first_invalid) < keep_reasons:
             plan.first_invalid.append(getattr(item, "reason", ""))
     return plan
@@ -65,4 +131,13 @@ def format_plan(plan: Plan, settings: Settings, *, tokens: str, output: str) -> 
         f"estimated duration: {_duration(to_query / rate)} for the first attempts "
         f"({to_query} / {rate:.2f} per s); retries and pending re-checks add to it",
     ]
+    d = plan.deadlines
+    if d is not None and d.dated:
+        lines.append("deadlines: " + d.describe(settings.order))
+    if settings.stop_after:
+        lines.append(
+            f"stop after {format_duration(settings.stop_after)}: about "
+            f"{min(to_query, int(settings.stop_after * rate))} of the {to_query} first attempts "
+            "fit; the next run resumes the rest"
+        )
     return "\n".join(lines)

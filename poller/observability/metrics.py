@@ -70,7 +70,7 @@ DOCUMENTED_RESULT_CODES = frozenset(
 DEFAULT_PENDING_CODES: tuple[str, ...] = Settings().pending_codes
 OTHER_CODE = "other"
 # Why a run stopped early, in the order `RunStats.exit_status` decides: at most one is 1.
-STOP_REASONS = ("fatal", "breaker", "local_error", "signal")
+STOP_REASONS = ("fatal", "breaker", "local_error", "signal", "deadline")
 
 
 def bounded_result_codes(counts: Mapping[str, int], known: frozenset[str]) -> dict[str, int]:
@@ -90,6 +90,8 @@ def stop_reason(stats: RunStats) -> str | None:
         return "local_error"
     if stats.stopped_by in ("SIGINT", "SIGTERM"):  # the names RunStats.exit_status knows
         return "signal"
+    if stats.stopped_by == "deadline":  # --stop-after
+        return "deadline"
     return None
 
 
@@ -222,13 +224,19 @@ class _Snapshot:
             stopped = GaugeMetricFamily(
                 PREFIX + "stopped",
                 "1 for the reason the run stopped early (fatal API error, circuit breaker, "
-                "local output/input failure, signal), 0 for the others.",
+                "local output/input failure, signal, --stop-after deadline), 0 for the others.",
                 labels=["reason"],
             )
             reason = stop_reason(stats)
             for name in STOP_REASONS:
                 stopped.add_metric([name], float(name == reason))
             yield stopped
+            yield gauge(
+                "not_reached_tokens",
+                "Input tokens the early stop left unasked (no line; the next run asks them); "
+                "a lower bound when the rest of the input could not be read.",
+                stats.not_reached,
+            )
 
 
 def known_result_codes(pending_codes: Iterable[str] = DEFAULT_PENDING_CODES) -> frozenset[str]:

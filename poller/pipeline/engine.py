@@ -37,8 +37,9 @@ from poller.api.outcomes import (
     UnknownCode,
 )
 from poller.config.settings import Settings
+from poller.input.order import ExpiryOrder, late_count
 from poller.input.reader import ThreadedReader
-from poller.input.tokens import BadEntry, InputError, InputItem
+from poller.input.tokens import BadEntry, InputError, InputItem, TokenEntry
 from poller.input.triage import Triage, Verdict
 from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, build_record
 from poller.output.sink import Sink
@@ -58,6 +59,14 @@ ABORT_DRAIN = 1.0
 
 # Items taken at once from a collection already in memory (see `_batches`).
 MEMORY_BATCH = 1024
+
+# Expiry order sorts more tokens than this on a thread (a second or more for millions), so
+# the loop keeps serving signals and timers meanwhile; fewer are sorted in place (a test on
+# virtual time must not wait for a thread).
+SORT_IN_THREAD = 100_000
+
+# The stop reason of `--stop-after` (`Engine.stop("deadline")`): exit 1, not 130/143.
+DEADLINE = "deadline"
 
 # What one attempt ends in: a clock skew never leaves it (re-sent at once, or fatal).
 Attempted = Settled | Throttled | Transient | Fatal | UnknownCode
@@ -120,12 +129,22 @@ class Engine:
         self._closing: asyncio.Task[None] | None = None
         self._hard_stop = False
         self._on_wire = 0  # requests sent and not yet answered
+        # The input can be read to its end after a deadline stop, to count the tokens the run
+        # did not reach (a collection, or a regular file: never a pipe, which may never end).
+        self._countable = False
+        self._input_read = False  # every input item was read (so `not_reached` is exact)
+        self._expiry: ExpiryOrder | None = None
+        self._expiry_left = 0  # of the expiry order, tokens not yet handed to the queue
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    async def run(self, items: Iterable[InputItem]) -> RunStats:
-        """Drain `items` through the workers; returns the counters (fatal recorded in them)."""
+    async def run(self, items: Iterable[InputItem], *, countable: bool | None = None) -> RunStats:
+        """Drain `items` through the workers; returns the counters (fatal recorded in them).
+
+        `countable`: the input can be read to its end after a deadline stop, to count exactly
+        the tokens not reached (default: only a collection; pass True for a regular file)."""
         self.stats.started = self.clock()
+        self._countable = isinstance(items, Collection) if countable is None else countable
         self._writer = self._output(self.sink)
         try:
             async with asyncio.TaskGroup() as tg:
@@ -148,6 +167,8 @@ class Engine:
             for job in await self._queue.stop():
                 self._write_now(self._pending_line(job), job)
             await self._close_output()
+            self.stats.not_reached += self._queue.dropped + self._expiry_left
+            self.stats.not_reached_exact = self._input_read
             self.stats.finished = self.clock()
             self.stats.budget_denied = self.budget.denied
         return self.stats
@@ -171,17 +192,94 @@ class Engine:
             self._halt()
 
     async def _feed(self, items: Iterable[InputItem]) -> None:
-        async for batch in _batches(items):
-            for item in batch:
-                if self._stop.is_set:
-                    return
-                verdict = self._triage(item)
-                if verdict is Verdict.QUERY:
-                    if not await self._queue.put(Job(item.token, item.line)):
+        if self.settings.order == "expiry":
+            self._expiry = ExpiryOrder()
+        batches = _batches(items)
+        batch: list[InputItem] = []
+        n = 0
+        try:
+            async for batch in batches:
+                for n, item in enumerate(batch):
+                    if self._stop.is_set or not await self._take(item):
+                        await self._count_not_reached(batch[n:], batches)
                         return
-                else:
-                    await self._settle_locally(item, verdict)
+                batch = []
+            self._input_read = True
+            if self._expiry is not None:
+                await self._feed_in_expiry_order(self._expiry)
+        except asyncio.CancelledError:
+            # A hard stop (or a stop that does not read on): what was in hand is counted, the
+            # rest of the input is unknown ("at least" in the summary).
+            self._count_query(batch[n:])
+            raise
         await self._queue.close_input()
+
+    async def _take(self, item: InputItem) -> bool:
+        """Triage one item: queue it (or keep it for expiry order), or settle it locally.
+        False when the queue refused it: the run is stopping (it is counted as not reached)."""
+        verdict = self._triage(item)
+        if verdict is not Verdict.QUERY:
+            await self._settle_locally(item, verdict)
+            return True
+        if self._expiry is not None and isinstance(item, TokenEntry):
+            self._expiry.add(item)
+            self._expiry_left += 1
+            return True
+        try:
+            queued = await self._queue.put(Job(item.token, item.line))
+        except asyncio.CancelledError:
+            self.stats.not_reached += 1
+            raise
+        if not queued:
+            self.stats.not_reached += 1
+        return queued
+
+    async def _feed_in_expiry_order(self, expiry: ExpiryOrder) -> None:
+        """Queue the collected tokens oldest issued_at first (SPEC §9), after the whole input
+        was read and triaged (duplicates and local lines were settled in input order)."""
+        start, rate, max_age = self.clock(), self.pacer.rate, self.settings.max_token_age
+
+        def prepare() -> int:
+            expiry.sort()
+            return late_count(expiry.issued_in_order(), start, rate, max_age)
+
+        if len(expiry) > SORT_IN_THREAD:
+            late = await asyncio.to_thread(prepare)
+        else:
+            late = prepare()
+        log.info(
+            "expiry order: %d tokens to query, oldest issued_at first (%.1f MB held); %d would "
+            "pass their %.3g h window before their turn at %.2f req/s",
+            len(expiry),
+            expiry.nbytes() / 1e6,
+            late,
+            max_age / 3600,
+            rate,
+        )
+        for entry in expiry:
+            if self._stop.is_set or not await self._queue.put(Job(entry.token, entry.line)):
+                return  # the tokens left are counted as not reached when the run ends
+            self._expiry_left -= 1
+
+    def _count_query(self, items: Iterable[InputItem]) -> None:
+        """Count as not reached the items a stop left unread that the run would have asked."""
+        for item in items:
+            if self._triage(item) is Verdict.QUERY:
+                self.stats.not_reached += 1
+
+    async def _count_not_reached(
+        self, rest: list[InputItem], batches: AsyncIterator[list[InputItem]]
+    ) -> None:
+        """After a stop: count the tokens in hand that were never asked and, after a deadline
+        on an input that ends (a file, a collection), the rest of the input too. Nothing more
+        is sent or written; the triage only tells which would have been asked."""
+        self._count_query(rest)
+        if self.stats.stopped_by != DEADLINE or not self._countable:
+            return
+        async for batch in batches:
+            self._count_query(batch)
+            await asyncio.sleep(0)  # a collection is read without a thread: let the loop in
+        self._input_read = True
 
     async def _settle_locally(self, item: InputItem, verdict: Verdict) -> None:
         """Tokens decided without a request: duplicates, resumed, invalid, too old."""
@@ -440,8 +538,12 @@ class Engine:
         if self._stop.is_set:
             return
         self._stop.set()  # synchronous: the very next wait for a slot ends at once
-        if self._producer is not None and self._producer is not asyncio.current_task():
-            self._producer.cancel()
+        # After a deadline the producer reads a file to its end, to count what was not reached
+        # (it sends and writes nothing more); any other stop ends it now.
+        reads_on = self.stats.stopped_by == DEADLINE and self._countable
+        producer = self._producer
+        if producer is not None and producer is not asyncio.current_task() and not reads_on:
+            producer.cancel()
         if self._group is not None:
             # A stop in the instant the group finishes finds it closed: nothing waits then.
             with contextlib.suppress(RuntimeError):
@@ -529,7 +631,9 @@ class Engine:
     async def _settle_stopped(self, job: Job, state: _TokenState) -> dict[str, Any] | None:
         """The run stopped while this token waited for a slot or a backoff."""
         record = self._stopped_line(job, state, cut_off=False)
-        if record is not None:
+        if record is None:
+            self.stats.not_reached += 1
+        else:
             await self._write(record, job)
         return record
 
@@ -540,7 +644,9 @@ class Engine:
         if state.on_wire:
             self.stats.cut_off += 1
         record = self._stopped_line(job, state, cut_off=state.on_wire)
-        if record is not None:
+        if record is None:
+            self.stats.not_reached += 1
+        else:
             self._write_now(record, job)
 
     # -- lines out ---------------------------------------------------------------------------

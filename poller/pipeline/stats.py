@@ -54,11 +54,15 @@ class RunStats:
     started: float = 0.0
     finished: float = 0.0
     fatal: FatalRunError | None = None
-    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" when a signal ended the run early
+    stopped_by: str | None = None  # "SIGINT" / "SIGTERM" / "deadline" (--stop-after): ended early
     local_error: str | None = None  # an output/input failure that stopped the run (exit 4)
     output_closed: bool = False  # the local error is the reader closing the output pipe
     cut_off: int = 0  # requests on the wire when a hard stop came (their tokens: not final)
     unwritten: int = 0  # lines counted here that never reached the output (it failed/stalled)
+    # Input tokens a stop left unasked (no line: the next run asks them). Exact when the whole
+    # input was read (`not_reached_exact`); else what the run held, and more may follow.
+    not_reached: int = 0
+    not_reached_exact: bool = True
 
     @property
     def tokens(self) -> int:
@@ -93,7 +97,14 @@ class RunStats:
             return 130
         if self.stopped_by == "SIGTERM":
             return 143
+        if self.stopped_by == "deadline":
+            return 1  # SPEC §3: tokens are left for the next run, which resumes them
         return 1 if self.not_final else 0
+
+    @property
+    def not_reached_text(self) -> str:
+        """ "12", or "at least 12" when the rest of the input could not be counted."""
+        return f"{'' if self.not_reached_exact else 'at least '}{self.not_reached}"
 
 
 def format_summary(stats: RunStats, pacer: Pacer, *, terminal: bool = False) -> str:
@@ -118,6 +129,8 @@ def _line(stats: RunStats, pacer: Pacer) -> str:
         f"{pacer.target_rate:.2f})",
     ]
     parts += [f"{label} {n}" for label, _, n in _exceptional(stats)]
+    if stats.stopped_by:
+        parts.append(f"stopped by {_stopped(stats)}; not reached {stats.not_reached_text}")
     return "summary: " + "; ".join(parts)
 
 
@@ -146,8 +159,19 @@ def _table(stats: RunStats, pacer: Pacer) -> str:
         ("result codes", _codes(stats)),
         *((label, f"{n}") for _, label, n in _exceptional(stats)),
     ]
+    if stats.stopped_by:
+        rows += [
+            ("stopped by", _stopped(stats)),
+            ("not reached", f"{stats.not_reached_text} (the next run asks them)"),
+        ]
     width = max(len(label) for label, _ in rows)
     return "\n".join(["summary", *(f"  {label:<{width}}  {value}" for label, value in rows)])
+
+
+def _stopped(stats: RunStats) -> str:
+    return (
+        "the deadline (--stop-after)" if stats.stopped_by == "deadline" else f"{stats.stopped_by}"
+    )
 
 
 def _codes(stats: RunStats) -> str:

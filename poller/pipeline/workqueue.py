@@ -45,6 +45,7 @@ class WorkQueue:
         "_seq",
         "_stopped",
         "_time",
+        "dropped",
     )
 
     def __init__(self, maxsize: int, *, time_fn: Callable[[], float] | None = None) -> None:
@@ -58,6 +59,9 @@ class WorkQueue:
         self._stopped = False
         self._prefer_recheck = False
         self._time = time_fn or (lambda: asyncio.get_running_loop().time())
+        # Fresh tokens `stop()` threw away: never handed to a worker, so never asked (the
+        # engine counts them among the tokens a stop did not reach).
+        self.dropped = 0
 
     async def put(self, job: Job) -> bool:
         """Queue a fresh token, waiting for room; False if the queue was stopped meanwhile."""
@@ -122,6 +126,7 @@ class WorkQueue:
             self._stopped = True
             waiting = [job for _, _, job in sorted(self._rechecks)]
             self._rechecks.clear()
+            self.dropped += len(self._fresh)
             self._fresh.clear()
             self._cond.notify_all()
             return waiting

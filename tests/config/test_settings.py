@@ -84,6 +84,8 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
         "metrics_file": "/var/lib/node_exporter/textfile/faceid_poller.prom",
         "log_format": "json",
         "progress_interval": "300",
+        "stop_after": "1h30m",
+        "order": "expiry",
     }
     assert set(raw) == set(FIELD_NAMES)  # a new field must be added here too
     env = {ENV_PREFIX + name.upper(): value for name, value in raw.items()}
@@ -97,6 +99,7 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
     assert settings.metrics_file == "/var/lib/node_exporter/textfile/faceid_poller.prom"
     assert settings.log_format == "json"
     assert settings.progress_interval == 300.0
+    assert (settings.stop_after, settings.order) == (5400.0, "expiry")
     assert settings.rate_margin == 0.1
     assert settings.concurrency == 3
     assert settings.max_attempts == 2

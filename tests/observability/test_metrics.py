@@ -273,6 +273,8 @@ def _ended(
             130,
             "signal",
         ),
+        # --stop-after: the deadline stop exits 1, whatever the lines say.
+        (_ended(stopped_by="deadline"), 1, "deadline"),
     ],
     ids=[
         "all-final",
@@ -283,6 +285,7 @@ def _ended(
         "sigint",
         "sigterm",
         "sigint-closed-pipe",
+        "deadline",
     ],
 )
 def test_final_write_says_how_the_run_ended(
@@ -298,7 +301,8 @@ def test_final_write_says_how_the_run_ended(
     values = parse(path.read_text())
     assert values[(P + "exit_status", ())] == exit_status
     stopped = {dict(labels)["reason"]: v for (n, labels), v in values.items() if n == P + "stopped"}
-    assert stopped == {r: float(r == reason) for r in ("fatal", "breaker", "local_error", "signal")}
+    reasons = ("fatal", "breaker", "local_error", "signal", "deadline")
+    assert stopped == {r: float(r == reason) for r in reasons}
     families = types_and_help(path.read_text())
     assert families[P + "exit_status"][0] == "gauge"
     assert families[P + "stopped"][0] == "gauge"
