@@ -44,7 +44,8 @@ def test_diff_new_and_dropped_tokens(changes: Diff) -> None:
     assert [t for t, _ in changes.only_in_newer] == [
         t for t in NEWER_ORDER if t not in {"p1", "p2", "p3", "f2", "n1"}
     ]
-    assert changes.only_in_older == (TokenResult("d1", Entry(S.PASSED, True, "0", 1, None)),)
+    d1 = Entry(S.PASSED, True, "0", 1, None, response=True)  # its line has a response
+    assert changes.only_in_older == (TokenResult("d1", d1),)
 
 
 def test_diff_takes_lines_as_well_as_indexes() -> None:
