@@ -21,12 +21,13 @@ from tests.report.support import NEWER, assert_one_sentence, csv_rows, parse
 
 def test_parser_defaults_and_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
     args = parse("r.jsonl")
-    assert (args.results, args.format, args.against, args.output, args.limit) == (
-        "r.jsonl",
+    assert (args.results, args.format, args.against, args.output, args.limit, args.top) == (
+        ["r.jsonl"],
         "text",
         None,
         "-",
         50,
+        10,
     )
     for bad in (["r", "--limit", "-1"], ["r", "--limit", "x"], ["r", "--format", "yaml"]):
         with pytest.raises(SystemExit) as exc:
