@@ -157,11 +157,13 @@ def _add_run_parser(sub: Any) -> None:
 
 LAZY_COMMANDS = {
     "simulate": "serve the embedded FaceID simulator on 127.0.0.1 (for trials, tests, benchmarks)",
-    "report": "totals, pass rate, charges and unfinished tokens of a results file; diff two runs",
+    "report": "totals, charges, unfinished tokens and risk view of results files; diff two runs",
 }
 REPORT_DESCRIPTION = (
-    "Read a results file (JSON lines written by `poller run`) and report totals by status and "
-    "result code, total charge_count, the pass rate and the tokens that are not final; "
+    "Read results files (JSON lines written by `poller run`; quoted patterns are expanded) and "
+    "report totals by status and result code, total charge_count, the pass rate, the tokens "
+    "that are not final and a risk view (device levels, suspected attacks, edited passes, the "
+    "--top N riskiest tokens); the line with the latest checked_at wins per token; "
     "--against OLDER shows what changed between two runs."
 )
 

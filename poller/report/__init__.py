@@ -11,30 +11,49 @@ any file the poller wrote (a resumed run never adds a line after a token's final
 is taken from that index, so "the last line wins" holds for every token even in joined files.
 """
 
+from poller.report._codes import ATTACK_CODES, CODE_MEANINGS, meaning
 from poller.report._command import configure_parser, run_command
 from poller.report._diff import Change, Diff, diff
-from poller.report._read import Entry, Index, LineStats, TokenResult, load
+from poller.report._read import (
+    Entry,
+    FileLines,
+    Index,
+    IndexBuilder,
+    LineStats,
+    TokenResult,
+    load,
+)
 from poller.report._render import CSV_HEADER, DEFAULT_LIMIT, Format, as_dict, render
-from poller.report._summary import CODE_MEANINGS, Report, meaning, summarize
+from poller.report._risk import DEFAULT_TOP, SCORE_RULE, RiskView, RiskyToken, reasons, score
+from poller.report._summary import Report, summarize
 
 __all__ = [
+    "ATTACK_CODES",
     "CODE_MEANINGS",
     "CSV_HEADER",
     "DEFAULT_LIMIT",
+    "DEFAULT_TOP",
+    "SCORE_RULE",
     "Change",
     "Diff",
     "Entry",
+    "FileLines",
     "Format",
     "Index",
+    "IndexBuilder",
     "LineStats",
     "Report",
+    "RiskView",
+    "RiskyToken",
     "TokenResult",
     "as_dict",
     "configure_parser",
     "diff",
     "load",
     "meaning",
+    "reasons",
     "render",
     "run_command",
+    "score",
     "summarize",
 ]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import os
 import sys
 from collections.abc import Callable
 from typing import BinaryIO, Final, TypeVar
 
 from poller.report._diff import Diff, diff
-from poller.report._read import Index, load
+from poller.report._read import Index, IndexBuilder
 from poller.report._render import DEFAULT_LIMIT, Format, render
+from poller.report._risk import DEFAULT_TOP
 from poller.report._summary import Report, summarize
 
 EXIT_OK: Final = 0
@@ -36,14 +38,21 @@ def _limit(text: str) -> int:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the `report` arguments to `parser` (a subcommand parser, or a parser of its own)."""
     parser.description = parser.description or (
-        "Summarize a results file (the JSON lines `poller run` writes): tokens by status and by "
-        "result code with its meaning, charges, pass rate, error codes and the tokens that are "
-        "not final yet. The last line for a token wins. With --against, also what changed per "
-        "token since an older results file. Exit status: 0 report written, 2 a file could not "
-        "be read or written."
+        "Summarize results files (the JSON lines `poller run` writes): tokens by status and by "
+        "result code with its meaning, charges, pass rate, error codes, the tokens that are "
+        "not final yet, and a risk view (device risk levels, suspected attacks, passes on "
+        "edited OCR fields, the highest-risk tokens). Per token the line with the latest "
+        "checked_at wins; between equal ones, the later file in the order given, then the "
+        "later line. With --against, also what changed per token since older results. Exit "
+        "status: 0 report written, 2 a file could not be read or written, or a pattern "
+        "matched no file."
     )
     parser.add_argument(
-        "results", metavar="RESULTS", help="results file (JSON lines), or - for stdin"
+        "results",
+        metavar="RESULTS",
+        nargs="+",
+        help="results files (JSON lines), or - for stdin; a quoted pattern such as "
+        "'results/*.jsonl' is expanded here (sorted by name), so it works the same in cron",
     )
     parser.add_argument(
         "--format",
@@ -54,7 +63,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--against",
         metavar="OLDER",
-        help="an older results file: report per-token changes from it to RESULTS",
+        help="older results (a file or a quoted pattern): report per-token changes from it to "
+        "RESULTS",
     )
     parser.add_argument(
         "--output", default="-", metavar="PATH", help="where to write the report (default -)"
@@ -66,6 +76,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"tokens listed per list in text/markdown (default {DEFAULT_LIMIT}); "
         "json and csv list all",
+    )
+    parser.add_argument(
+        "--top",
+        type=_limit,
+        default=DEFAULT_TOP,
+        metavar="N",
+        help=f"how many highest-risk tokens the risk view names, in every format (default "
+        f"{DEFAULT_TOP})",
     )
 
 
@@ -103,23 +121,69 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _check_paths(args: argparse.Namespace) -> None:
-    inputs = [p for p in (args.results, args.against) if p is not None]
+def expand(names: list[str], what: str) -> list[str]:
+    """The files `names` stand for, in order: a name that exists, or has no pattern characters,
+    is itself (a missing one fails when read); a pattern is expanded by name order, and one that
+    matches nothing is an error. A file named twice is read once, where it first appears."""
+    paths: list[str] = []
+    for name in names:
+        if name == "-" or not glob.has_magic(name) or os.path.lexists(name):
+            paths.append(name)
+            continue
+        matched = sorted(glob.glob(name))
+        if not matched:
+            raise _ReportError(f"no {what} matches the pattern {name!r}.")
+        paths += matched
+    seen: set[tuple[int, int]] = set()
+    unique: list[str] = []
+    for path in paths:
+        try:
+            stat = os.stat(path) if path != "-" else None
+        except OSError:
+            stat = None  # reading it reports the problem
+        if stat is not None:
+            key = (stat.st_dev, stat.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+        unique.append(path)
+    return unique
+
+
+def _check_paths(results: list[str], older: list[str], output: str) -> None:
+    inputs = results + older
     if inputs.count("-") > 1:
-        raise _ReportError("only one of RESULTS and --against can be - (standard input).")
-    if args.output != "-" and any(p != "-" and _same_file(p, args.output) for p in inputs):
-        raise _ReportError(f"refusing to write the report over its input {args.output!r}.")
+        raise _ReportError("standard input (-) can be read only once.")
+    if output != "-" and any(p != "-" and _same_file(p, output) for p in inputs):
+        raise _ReportError(f"refusing to write the report over its input {output!r}.")
+
+
+def _load(paths: list[str], what: str) -> Index:
+    builder = IndexBuilder()
+    for path in paths:
+        _reading(path, what, lambda stream, path=path: builder.add(stream, path))  # type: ignore[misc]
+    return builder.index()
 
 
 def build(args: argparse.Namespace) -> tuple[Report, Diff | None]:
-    """Read the files named in `args` once each and compute the report (and the diff)."""
-    _check_paths(args)
-    if args.against is None:
-        report = _reading(args.results, "results file", lambda s: summarize(s, args.results))
+    """Read the files named in `args` once each and compute the report (and the diff).
+
+    One results file without --against is streamed (memory does not grow with it); several
+    files, or --against, are indexed (token → winning entry) so the latest line wins across
+    files."""
+    results = expand(list(args.results), "results file")
+    older = [] if args.against is None else expand([args.against], "older results file")
+    _check_paths(results, older, args.output)
+    top = getattr(args, "top", DEFAULT_TOP)
+    if not older and len(results) == 1:
+        name = results[0]
+        report = _reading(name, "results file", lambda s: summarize(s, name, top=top))
         return report, None
-    older: Index = _reading(args.against, "older results file", lambda s: load(s, args.against))
-    newer: Index = _reading(args.results, "results file", lambda s: load(s, args.results))
-    return summarize(newer), diff(older, newer)
+    newer = _load(results, "results file")
+    report = summarize(newer, top=top)
+    if not older:
+        return report, None
+    return report, diff(_load(older, "older results file"), newer)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -10,6 +10,11 @@
   `new,<token>,passed,0`, `dropped,<token>,failed,2015`). One shape for everything keeps the file
   loadable by any CSV reader and filterable by its first column; every list is complete.
 
+The risk view (poller/report/_risk.py) is in every format: device levels, suspected attacks,
+edited passes and the top tokens by score (`top` of them in every format: a ranking, not a list
+cut short). When covered tokens have no `response` (`--detail summary` lines), every format says
+so next to the figures it leaves unknown instead of showing them as zeros.
+
 Text and markdown list at most `limit` tokens per list and say how many more there are.
 """
 
@@ -23,9 +28,11 @@ from enum import StrEnum
 from typing import Any, Final
 
 from poller.api.outcomes import Status
+from poller.report._codes import meaning
 from poller.report._diff import Change, Diff
 from poller.report._read import LineStats, TokenResult
-from poller.report._summary import ERROR_STATUSES, Report, meaning
+from poller.report._risk import SCORE_RULE, RiskView, reasons
+from poller.report._summary import ERROR_STATUSES, Report
 
 DEFAULT_LIMIT: Final = 50
 CSV_HEADER: Final = ("section", "key", "value", "detail")
@@ -106,7 +113,51 @@ def as_dict(report: Report, diff: Diff | None = None) -> dict[str, Any]:
         "pass_rate": report.pass_rate,
         "error_codes": dict(report.error_codes),
         "not_final": [_listed(item) for item in report.not_final],
+        "files": [
+            {
+                "path": f.source,
+                "read": f.read,
+                "unreadable": f.unreadable,
+                "unreadable_lines": list(f.unreadable_lines),
+            }
+            for f in report.lines.files
+        ],
+        "risk": _risk_dict(report.risk),
         "diff": None if diff is None else _diff_dict(diff),
+    }
+
+
+def _risk_dict(risk: RiskView) -> dict[str, Any]:
+    return {
+        "tokens": risk.tokens,
+        "without_response": risk.without_response,
+        "note": _risk_note(risk) or None,
+        "device_levels": dict(risk.device_levels),
+        "attacks": {
+            code: {
+                "meaning": meaning(code),
+                "tokens": n.total,
+                "in_result": n.in_result,
+                "earlier_attempt_only": n.earlier_only,
+            }
+            for code, n in risk.attacks.items()
+        },
+        "edited_passes": risk.edited_passes,
+        "passes_without_response": risk.passes_without_response,
+        "score": SCORE_RULE,
+        "scored": risk.scored,
+        "top_limit": risk.top_limit,
+        "top": [
+            {
+                "token": item.token,
+                "score": item.score,
+                "reasons": list(reasons(item.entry)),
+                "status": item.entry.status.value,
+                "result": item.entry.result,
+                "device_level": item.entry.device_level or None,
+            }
+            for item in risk.top
+        ],
     }
 
 
@@ -172,6 +223,16 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
         yield "error_code", code, n, ""
     for item in report.not_final:
         yield "not_final", item.token, item.entry.status.value, _show(item.entry.code)
+    files = report.lines.files
+    for f in files:
+        shown = ", ".join(str(n) for n in f.unreadable_lines)
+        yield (
+            "file",
+            f.source,
+            f.read,
+            f"{f.unreadable} unreadable" + (f": {shown}" if shown else ""),
+        )
+    yield from _risk_rows(report.risk)
     if diff is None:
         return
     yield "diff", "against", diff.older_source, ""
@@ -199,6 +260,21 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
         yield "dropped", item.token, item.entry.status.value, _show(item.entry.code)
 
 
+def _risk_rows(risk: RiskView) -> Iterable[tuple[str, str, object, str]]:
+    yield "risk", "tokens", risk.tokens, "passed and failed tokens"
+    yield "risk", "without_response", risk.without_response, _risk_note(risk)
+    for level, n in risk.device_levels.items():
+        yield "device_level", level, n, ""
+    for code, count in risk.attacks.items():
+        yield "attack", code, count.total, meaning(code)
+        yield "attack_in_result", code, count.in_result, ""
+        yield "attack_earlier_only", code, count.earlier_only, ""
+    yield "edited_pass", "total", risk.edited_passes, _edited_note(risk)
+    yield "risk_score", "scored", risk.scored, SCORE_RULE
+    for item in risk.top:
+        yield "top_risk", item.token, item.score, "; ".join(reasons(item.entry))
+
+
 # --- shared by text and markdown --------------------------------------------------------------
 
 
@@ -213,6 +289,8 @@ def _num(n: int) -> str:
 def _line_numbers(lines: LineStats) -> str:
     if not lines.unreadable:
         return ""
+    if not lines.unreadable_lines:
+        return "per file below"
     shown = ", ".join(str(n) for n in lines.unreadable_lines)
     more = lines.unreadable - len(lines.unreadable_lines)
     return f"lines {shown}" + (f" and {more:,} more" if more else "")
@@ -239,6 +317,63 @@ def _clean(text: str) -> str:
 
 
 Row = Sequence[str]
+
+
+def _risk_note(risk: RiskView) -> str:
+    if risk.complete:
+        return ""
+    return (
+        f"{risk.without_response:,} of {risk.tokens:,} passed/failed lines have no response "
+        "(written with --detail summary): their device level, earlier attempts and OCR edits "
+        "are unknown; attacks are counted from their result code only"
+    )
+
+
+def _edited_note(risk: RiskView) -> str:
+    if not risk.passes_without_response:
+        return "passed with IsEdit true on the valid card result"
+    return f"unknown for {risk.passes_without_response:,} passes without a response"
+
+
+def _level_rows(risk: RiskView) -> list[Row]:
+    names = {"4": "highest risk", "1": "lowest risk", "no response": "--detail summary lines"}
+    return [(level, _num(n), names.get(level, "")) for level, n in risk.device_levels.items()]
+
+
+def _attack_rows(risk: RiskView) -> list[Row]:
+    return [
+        (
+            code,
+            _num(n.total),
+            meaning(code),
+            f"in the result {n.in_result:,}, in an earlier attempt only {n.earlier_only:,}",
+        )
+        for code, n in risk.attacks.items()
+    ]
+
+
+def _top_rows(risk: RiskView, clean: Callable[[str], str]) -> list[Row]:
+    return [
+        (clean(i.token), str(i.score), i.entry.status.value, "; ".join(reasons(i.entry)))
+        for i in risk.top
+    ]
+
+
+def _top_title(risk: RiskView) -> str:
+    return (
+        f"Highest risk: top {min(risk.top_limit, risk.scored):,} of {risk.scored:,} "
+        f"scored tokens (score = {SCORE_RULE})"
+    )
+
+
+def _file_rows(report: Report) -> list[Row]:
+    rows: list[Row] = []
+    for f in report.lines.files:
+        shown = ", ".join(str(n) for n in f.unreadable_lines)
+        more = f.unreadable - len(f.unreadable_lines)
+        detail = (f"lines {shown}" + (f" and {more:,} more" if more else "")) if shown else ""
+        rows.append((f.source, _num(f.read), _num(f.unreadable), detail))
+    return rows
 
 
 def _figures(report: Report) -> list[tuple[str, str, str]]:
@@ -346,6 +481,11 @@ def _text(report: Report, diff: Diff | None, limit: int) -> str:
         len(report.not_final),
         limit,
     )
+    out += _text_risk(report.risk)
+    if len(report.lines.files) > 1:
+        out += ["", "Files (path, lines read, unreadable)"]
+        rows = [(_clean(p), r, u, _clean(d)) for p, r, u, d in _file_rows(report)]
+        out += _align(rows, right=frozenset({1, 2}))
     if diff is not None:
         out += ["", f"Changes against {_clean(diff.older_source)}"]
         out += _align(_diff_figures(diff), right=frozenset({1}))
@@ -375,6 +515,21 @@ def _text(report: Report, diff: Diff | None, limit: int) -> str:
             limit,
         )
     return "\n".join(out) + "\n"
+
+
+def _text_risk(risk: RiskView) -> list[str]:
+    note = _risk_note(risk)
+    out = ["", f"Risk view: {risk.tokens:,} passed or failed tokens"]
+    if note:
+        out.append(f"  note: {note}")
+    out += ["", "Device risk level (DeviceInfoLevel)"]
+    out += _align(_level_rows(risk), right=frozenset({1}))
+    out += ["", "Suspected attacks", *_align(_attack_rows(risk), right=frozenset({1}))]
+    out += ["", "Passes on edited OCR fields"]
+    out += _align([("edited", _num(risk.edited_passes), _edited_note(risk))], frozenset({1}))
+    out += ["", _top_title(risk)]
+    out += _align(_top_rows(risk, _clean)) if risk.top else ["  none"]
+    return out
 
 
 def _text_list(title: str, rows: list[Row], total: int, limit: int) -> list[str]:
@@ -424,6 +579,11 @@ def _markdown(report: Report, diff: Diff | None, limit: int) -> str:
         len(report.not_final),
         limit,
     )
+    out += _md_risk(report.risk)
+    if len(report.lines.files) > 1:
+        out += ["", "## Files", ""]
+        rows = [(_md(p), r, u, _md(d)) for p, r, u, d in _file_rows(report)]
+        out += _table(("path", "lines read", "unreadable", "where"), rows, frozenset({1, 2}))
     if diff is not None:
         out += ["", f"## Changes against {_md(diff.older_source)}", ""]
         rows = [(name, value, _md(note)) for name, value, note in _diff_figures(diff)]
@@ -456,6 +616,26 @@ def _markdown(report: Report, diff: Diff | None, limit: int) -> str:
             limit,
         )
     return "\n".join(out) + "\n"
+
+
+def _md_risk(risk: RiskView) -> list[str]:
+    out = ["", f"## Risk view: {risk.tokens:,} passed or failed tokens", ""]
+    note = _risk_note(risk)
+    if note:
+        out += [f"_Note: {_md(note)}_", ""]
+    out += ["### Device risk level (DeviceInfoLevel)", ""]
+    rows: list[Row] = [(_md(a), b, _md(c)) for a, b, c in _level_rows(risk)]
+    out += _table(("level", "tokens", "note"), rows, frozenset({1}))
+    out += ["", "### Suspected attacks", ""]
+    rows = [(a, b, _md(c), _md(d)) for a, b, c, d in _attack_rows(risk)]
+    out += _table(("code", "tokens", "meaning", "where"), rows, frozenset({1}))
+    out += ["", "### Passes on edited OCR fields", ""]
+    rows = [("edited", _num(risk.edited_passes), _md(_edited_note(risk)))]
+    out += _table(("figure", "tokens", "note"), rows, frozenset({1}))
+    out += ["", "### " + _md(_top_title(risk)), ""]
+    rows = [(a, b, c, _md(d)) for a, b, c, d in _top_rows(risk, _md)]
+    out += _table(("token", "score", "status", "reasons"), rows, frozenset({1}))
+    return out
 
 
 def _md_list(title: str, header: Row, rows: list[Row], total: int, limit: int) -> list[str]:

@@ -9,37 +9,12 @@ from typing import Final
 
 from poller.api.outcomes import Status
 from poller.report._read import Entry, Index, LineReader, LineStats, TokenResult
-
-#: SPEC §1.4: a non-zero Result mirrors the last CompareResult's ErrorCode. "-999" and "17" are the
-#: project's default pending codes; "" stands for a pending line with an empty or missing Result.
-CODE_MEANINGS: Final[Mapping[str, str]] = {
-    "0": "passed",
-    "1001": "liveness engine call failed",
-    "1002": "suspected recording attack",
-    "1004": "face detection failed",
-    "1005": "liveness failed",
-    "1201": "too dark/bright",
-    "2004": "image size out of range",
-    "2012": "several faces",
-    "2013": "no or partial face",
-    "2014": "quality too low",
-    "2015": "comparison failed",
-    "2016": "similarity under threshold",
-    "2017": "face occluded",
-    "-999": "not finished",
-    "17": "not finished",
-    "": "not finished (no result yet)",
-}
-UNKNOWN_CODE: Final = "unknown code"
+from poller.report._risk import DEFAULT_TOP, RiskView, TopTokens, risk_view
 
 #: The statuses a call ended in an API error for; their `error.code` is broken down.
 ERROR_STATUSES: Final = (Status.ERROR, Status.EXPIRED, Status.INVALID_TOKEN)
 #: The key for an error-status line without an `error.code`.
 NO_ERROR_CODE: Final = "(none)"
-
-
-def meaning(code: str) -> str:
-    return CODE_MEANINGS.get(code, UNKNOWN_CODE)
 
 
 def _by_count(counter: Counter[str]) -> dict[str, int]:
@@ -49,7 +24,8 @@ def _by_count(counter: Counter[str]) -> dict[str, int]:
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Report:
-    """The figures of one results file, counted per token (the last line of each token wins)."""
+    """The figures of one or more results files, counted per token (the winning line of each
+    token: the latest `checked_at`, see poller/report/_read.py)."""
 
     source: str
     lines: LineStats
@@ -64,6 +40,8 @@ class Report:
     error_codes: Mapping[str, int]
     #: Tokens whose last line is not final, in the order of those lines.
     not_final: tuple[TokenResult, ...]
+    #: Device levels, suspected attacks, edited passes, the highest-risk tokens.
+    risk: RiskView
 
     @property
     def final(self) -> int:
@@ -86,14 +64,16 @@ class Report:
 class _Tally:
     """Counts tokens per distinct entry (there are few), and derives every figure from that."""
 
-    __slots__ = ("counts", "not_final")
+    __slots__ = ("counts", "not_final", "top")
 
-    def __init__(self) -> None:
+    def __init__(self, top: int) -> None:
         self.counts: Counter[Entry] = Counter()
         self.not_final: list[TokenResult] = []
+        self.top = TopTokens(top)
 
-    def add(self, token: str, entry: Entry) -> None:
+    def add(self, token: str, entry: Entry, order: int) -> None:
         self.counts[entry] += 1
+        self.top.offer(token, entry, order)
         if not entry.final:
             self.not_final.append(TokenResult(token, entry))
 
@@ -120,35 +100,49 @@ class _Tally:
             charge_count=charges,
             error_codes=_by_count(error_codes),
             not_final=tuple(self.not_final),
+            risk=risk_view(self.counts, self.top),
         )
 
 
-def summarize(source: Iterable[bytes] | Index, name: str = "-") -> Report:
-    """The figures of a results file, from its lines (streamed) or from an `Index`.
+def summarize(
+    source: Iterable[bytes] | Index, name: str = "-", *, top: int = DEFAULT_TOP
+) -> Report:
+    """The figures of a results file, from its lines (streamed) or from an `Index` (one or more
+    files); `top` is how many highest-risk tokens the risk view names.
 
     From lines, memory does not grow with the file: a final line is counted at once and its token
     forgotten; only tokens whose latest line is not final are held until a later line replaces
-    them. This relies on how the poller writes (SPEC §4): a resumed run skips every token that
-    already has a final line, so nothing follows a token's final line. A file that breaks this
-    (two separate outputs joined with `cat`) counts such a token once per final line; an `Index`
-    (built for `--against` anyway) applies "the last line wins" to every token.
+    them (a held line with a later `checked_at` than the new one stays). This relies on how the
+    poller writes (SPEC §4): a resumed run skips every token that already has a final line, so
+    nothing follows a token's final line. A file that breaks this (two separate outputs joined
+    with `cat`) counts such a token once per final line; an `Index` (built for `--against` and
+    several files anyway) applies "the latest line wins" to every token.
     """
-    tally = _Tally()
+    tally = _Tally(top)
     if isinstance(source, Index):
-        for token, entry in source.entries.items():
-            tally.add(token, entry)
+        for order, (token, entry) in enumerate(source.entries.items()):
+            tally.add(token, entry, order)
         return tally.report(source.source, source.lines)
     reader = LineReader()
-    waiting: dict[str, Entry] = {}  # token → its latest line, while that line is not final
+    waiting: dict[str, tuple[float, Entry, int]] = {}  # token → its latest not-final line
     superseded = 0
-    counts = tally.counts  # the per-line loop, inlined: it runs millions of times
-    for token, entry in reader.entries(source):
-        if waiting and waiting.pop(token, None) is not None:
-            superseded += 1
+    # The per-line loop, inlined: it runs millions of times.
+    counts = tally.counts
+    offer = tally.top.offer
+    for token, entry, when in reader.entries(source):
+        if waiting:
+            held = waiting.get(token)
+            if held is not None:
+                superseded += 1
+                if when < held[0]:  # an older line than the one held: it loses
+                    continue
+                del waiting[token]
         if entry.final:
             counts[entry] += 1
+            if entry.attack is not None or entry.device_level >= 3 or entry.edited:
+                offer(token, entry, reader.line_no)  # only these can score
         else:
-            waiting[token] = entry
-    for token, entry in waiting.items():
-        tally.add(token, entry)
-    return tally.report(name, reader.stats(superseded))
+            waiting[token] = (when, entry, reader.line_no)
+    for token, (_, entry, order) in waiting.items():
+        tally.add(token, entry, order)
+    return tally.report(name, reader.stats(superseded, name))
