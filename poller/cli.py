@@ -143,6 +143,7 @@ def _add_run_parser(sub: Any) -> None:
 LAZY_COMMANDS = {
     "simulate": "serve the embedded FaceID simulator on 127.0.0.1 (for trials, tests, benchmarks)",
     "report": "totals, pass rate, charges and unfinished tokens of a results file; diff two runs",
+    "reconcile": "compare your own records with results files: disagreements, gaps, charges",
 }
 REPORT_DESCRIPTION = (
     "Read a results file (JSON lines written by `poller run`) and report totals by status and "
@@ -158,6 +159,11 @@ def _run_lazy(name: str, rest: list[str]) -> int:
 
         simulator_command.configure_parser(parser)
         return simulator_command.run_command(parser.parse_args(rest))
+    if name == "reconcile":
+        from poller import reconcile as reconcile_command
+
+        reconcile_command.configure_parser(parser)
+        return reconcile_command.run_command(parser.parse_args(rest))
 
     from poller import report as report_command
 
