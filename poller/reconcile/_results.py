@@ -28,15 +28,16 @@ class TheirLine(NamedTuple):
     """What reconciliation keeps of one result line. `order` sorts a token's lines oldest first:
     `checked_at` (normalized), then the file's position on the command line, then the line."""
 
+    # The order of the scratch table's columns: the join inserts these tuples as they are.
     token: str
     order: str
+    file: int  # index into the results files
+    line: int  # 1-based
     status: Status
     final: bool
     code: str | None
     checked_at: str
     charge_count: int
-    file: int  # index into the results files
-    line: int  # 1-based
 
 
 def order_key(checked_at: object) -> str:
@@ -119,13 +120,13 @@ class ResultsReader:
         return TheirLine(
             token,
             order_key(checked_at),
+            file,
+            number,
             status,
             final,
             code,
             checked_at if isinstance(checked_at, str) else "",
             charge if isinstance(charge, int) and not isinstance(charge, bool) else 0,
-            file,
-            number,
         )
 
     def __repr__(self) -> str:
