@@ -11,7 +11,6 @@ reconciling around a bad row would report a wrong figure with a straight face.
 from __future__ import annotations
 
 import csv
-import io
 import itertools
 from collections.abc import Iterator, Sequence
 from typing import IO, Final, NamedTuple
@@ -113,9 +112,18 @@ class RecordsReader:
         self.read += 1
         return OurRecord(token.strip(), status, word, line)
 
+    def _decoded(self, stream: IO[bytes]) -> Iterator[str]:
+        # Decoded line by line (not by a TextIOWrapper, which decodes whole chunks ahead) so
+        # that a byte that is not UTF-8 is reported on its own line.
+        for number, raw in zip(itertools.count(1), stream, strict=False):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise self._fail(number, "the text is not UTF-8") from None
+            yield text.removeprefix("\ufeff") if number == 1 else text
+
     def _csv(self, stream: IO[bytes]) -> Iterator[OurRecord]:
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-        reader = csv.reader(text)
+        reader = csv.reader(self._decoded(stream))
         try:
             header = next(reader, None)
             if header is None:
@@ -145,12 +153,8 @@ class RecordsReader:
                         reader.line_num, f"the row has {len(row)} fields, the header {len(header)}"
                     )
                 yield self._record(row[t], row[o], reader.line_num)
-        except UnicodeDecodeError:
-            raise self._fail(reader.line_num + 1, "the text is not UTF-8") from None
         except csv.Error as exc:
             raise self._fail(reader.line_num, f"not valid CSV ({exc})") from None
-        finally:
-            text.detach()
 
     def _jsonl(self, stream: IO[bytes]) -> Iterator[OurRecord]:
         tk, ok = "", ""  # the field names the last line used: almost always this line's too

@@ -72,11 +72,11 @@ class Vocabulary:
         return Vocabulary({**self.words, **dict(pairs)})
 
     def status_of(self, word: str) -> Status | None:
-        key = normalize(word)
-        status = self.words.get(key)
-        if status is not None or not _CODE.fullmatch(key):
+        status = self.words.get(normalize(word))
+        bare = word.strip()
+        if status is not None or not _CODE.fullmatch(bare):
             return status
-        code = str(int(key))
+        code = str(int(bare))
         if code == "0":
             return Status.PASSED
         return Status.PENDING if code in PENDING_CODES else Status.FAILED
