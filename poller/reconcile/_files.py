@@ -4,10 +4,12 @@ writes the mismatches file, and hands back a `Reconciliation`."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -151,19 +153,24 @@ class MismatchesFile:
         for f in self._files.values():
             f.close()
 
-    def write(self, path: str) -> None:
-        """Join the scratch files into `path` (mode 0600: it names tokens), header first."""
+    def write(self, out: IO[str]) -> None:
+        """Join the scratch files into `out`, header first."""
         self.close()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-                csv.writer(out).writerow(MISMATCH_HEADER)
-                for category in Category:
-                    with open(self._names[category], encoding="utf-8", newline="") as part:
-                        shutil.copyfileobj(part, out, 1 << 20)
-        except OSError as exc:
-            reason = (exc.strerror or str(exc)).lower()
-            raise ReconcileError(f"cannot write the mismatches to {path!r}: {reason}.") from None
+        csv.writer(out).writerow(MISMATCH_HEADER)
+        for category in Category:
+            with open(self._names[category], encoding="utf-8", newline="") as part:
+                shutil.copyfileobj(part, out, 1 << 20)
+
+
+def _create(path: str) -> IO[str]:
+    """Open the mismatches file before the work, so a path that cannot be written fails at
+    once; mode 0600, like the results: it names tokens."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        return os.fdopen(fd, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise ReconcileError(f"cannot write the mismatches to {path!r}: {reason}.") from None
 
 
 def reconcile_files(
@@ -192,21 +199,37 @@ def reconcile_files(
         outcome_column=outcome_column,
     )
     result_reader = ResultsReader()
-    with tempfile.TemporaryDirectory(prefix="poller-reconcile-") as workdir:
-        sink = MismatchesFile(workdir, paths) if mismatches is not None else None
-        try:
-            tally = join(
-                _read_records(records, record_reader),
-                _read_results(paths, result_reader),
-                workdir,
-                on_mismatch=None if sink is None else sink.add,
-                sample=sample,
-            )
-            if sink is not None and mismatches is not None:
-                sink.write(mismatches)
-        finally:
-            if sink is not None:
-                sink.close()
+    out = None if mismatches is None else _create(mismatches)
+    scratch = tempfile.gettempdir()
+    try:
+        with tempfile.TemporaryDirectory(prefix="poller-reconcile-") as workdir:
+            sink = None if out is None else MismatchesFile(workdir, paths)
+            try:
+                tally = join(
+                    _read_records(records, record_reader),
+                    _read_results(paths, result_reader),
+                    workdir,
+                    on_mismatch=None if sink is None else sink.add,
+                    sample=sample,
+                )
+                if sink is not None and out is not None:
+                    sink.write(out)
+                    out.close()  # inside: a full disk shows at the last flush
+            finally:
+                if sink is not None:
+                    sink.close()
+    except OSError as exc:  # reads are wrapped where they happen: this is a write
+        reason = (exc.strerror or str(exc)).lower()
+        target = f"the mismatches to {mismatches!r} or " if mismatches is not None else ""
+        raise ReconcileError(
+            f"cannot write {target}the scratch files in {scratch!r}: {reason}."
+        ) from None
+    except sqlite3.Error as exc:  # e.g. "database or disk is full"
+        raise ReconcileError(f"the scratch database in {scratch!r} failed: {exc}.") from None
+    finally:
+        if out is not None:
+            with contextlib.suppress(OSError):  # already reported above
+                out.close()
     return Reconciliation(
         records_file=records,
         results_files=tuple(paths),

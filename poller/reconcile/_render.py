@@ -90,8 +90,8 @@ def _sample_row(m: Mismatch) -> tuple[str, ...]:
         _clean(m.token),
         "-" if m.ours is None else m.ours.value,
         "-" if m.theirs is None else m.theirs.value,
-        m.code or "-",
-        m.checked_at or "-",
+        _clean(m.code or "-"),
+        _clean(m.checked_at or "-"),
     )
 
 

@@ -133,3 +133,27 @@ def test_the_scratch_directory_is_removed_even_after_an_error(
     with pytest.raises(RecordsError, match="maybe"):
         reconcile_files(str(bad), [str(first)])
     assert list(scratch.iterdir()) == []
+
+
+def test_a_mismatches_path_that_cannot_be_written_fails_before_the_work(
+    fixture: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    ours, first, _ = fixture
+    target = tmp_path / "no-such-dir" / "m.csv"
+    with pytest.raises(ReconcileError) as caught:
+        reconcile_files(str(ours), [str(first)], mismatches=str(target))
+    assert str(caught.value) == (
+        f"cannot write the mismatches to {str(target)!r}: no such file or directory."
+    )
+
+
+def test_a_hostile_token_in_the_mismatches_file_stays_one_csv_field(tmp_path: Path) -> None:
+    ours = tmp_path / "o.jsonl"
+    ours.write_text('{"token": "a,\\"b\\"\\nc", "status": "ok"}\n')
+    results = tmp_path / "r.jsonl"
+    results.write_text("")
+    out = tmp_path / "m.csv"
+    reconcile_files(str(ours), [str(results)], mismatches=str(out))
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert [row[:2] for row in rows[1:]] == [['a,"b"\nc', "missing_in_results"]]
