@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import cpu, quota, scale, startup
+from bench import cpu, quota, reconcile, scale, startup
 from bench.model import Section, Sizes
 from bench.procs import SimulatorDied
 from bench.report import render
 
 DOC = Path("docs/benchmarks.md")
-MEASUREMENTS = ("quota", "cpu", "sdk", "scale", "startup")
+MEASUREMENTS = ("quota", "cpu", "sdk", "scale", "startup", "reconcile")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sdk": lambda: cpu.run_sdk(sizes, repeats),
         "scale": lambda: scale.run(sizes),
         "startup": lambda: startup.run(sizes),
+        "reconcile": lambda: reconcile.run(sizes),
     }
     started_at = datetime.now(UTC)
     started = time.perf_counter()

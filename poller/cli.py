@@ -158,6 +158,7 @@ def _add_run_parser(sub: Any) -> None:
 LAZY_COMMANDS = {
     "simulate": "serve the embedded FaceID simulator on 127.0.0.1 (for trials, tests, benchmarks)",
     "report": "totals, charges, unfinished tokens and risk view of results files; diff two runs",
+    "reconcile": "compare your own records with results files: disagreements, gaps, charges",
 }
 REPORT_DESCRIPTION = (
     "Read results files (JSON lines written by `poller run`; quoted patterns are expanded) and "
@@ -175,6 +176,11 @@ def _run_lazy(name: str, rest: list[str]) -> int:
 
         simulator_command.configure_parser(parser)
         return simulator_command.run_command(parser.parse_args(rest))
+    if name == "reconcile":
+        from poller import reconcile as reconcile_command
+
+        reconcile_command.configure_parser(parser)
+        return reconcile_command.run_command(parser.parse_args(rest))
 
     from poller import report as report_command
 

@@ -25,6 +25,7 @@ RANKS: dict[str, int] = {
     "poller.pipeline": 5,
     "poller.observability": 6,
     "poller.report": 6,  # an edge: reads output files, never runs the pipeline
+    "poller.reconcile": 6,  # an edge: the user's records against output files
     "poller.job": 7,
     "poller.polling": 7,
     "poller.cli": 8,
@@ -33,7 +34,7 @@ RANKS: dict[str, int] = {
     "poller": 9,  # the public names in poller/__init__.py
 }
 # Edges the pipeline never reaches into: only the command line and the demo wire them in.
-EDGES = ("poller.simulator", "poller.report")
+EDGES = ("poller.simulator", "poller.report", "poller.reconcile")
 
 
 def _unit(module: str) -> str:
