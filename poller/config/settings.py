@@ -122,6 +122,10 @@ class Settings:
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "credentials")
 
 
+# Tables of the config file that belong to other commands: one file can serve the nightly job.
+OTHER_COMMANDS_TABLES = frozenset({"reconcile"})
+
+
 def _suggest(key: str, valid: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(key, valid, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -309,6 +313,8 @@ def build_settings(
     origins: dict[str, str] = {}
     valid = FIELD_NAMES + CREDENTIAL_KEYS
     for key, value in file_values.items():
+        if key in OTHER_COMMANDS_TABLES:
+            continue  # another command's table in the same file (`poller reconcile`)
         if key not in valid:
             raise ConfigError(
                 f"config file {config_path}: unknown key {key!r}{_suggest(key, valid)}."

@@ -427,3 +427,13 @@ def test_an_unknown_setting_from_python_suggests_the_nearest(build: Build) -> No
     # Flags come from argparse (always valid) or from a Python caller, who can mistype.
     message = config_error(build, flags={"endpont": "https://example.com"})
     assert message == "unknown setting 'endpont' (did you mean 'endpoint'?)."
+
+
+def test_the_reconcile_table_may_share_the_config_file(
+    build: Build, write_toml: Callable[..., str]
+) -> None:
+    path = write_toml(
+        'rate = 12\n[reconcile]\noutcome_column = "kyc"\n[reconcile.vocabulary]\nok = "passed"\n'
+    )
+    settings, _ = build(config_path=path)
+    assert settings.rate == 12
