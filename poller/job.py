@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -38,10 +39,8 @@ from poller.errors import PollerError
 from poller.input.from_python import as_items
 from poller.input.plan import Deadlines, Plan, make_plan
 from poller.input.reader import run_in_daemon_thread
-from poller.input.tokens import (
-    InputItem,
-)
-from poller.input.triage import Triage
+from poller.input.tokens import InputItem, TokenEntry
+from poller.input.triage import Triage, Verdict
 from poller.observability.progress import Progress
 from poller.output.lock import OutputLock
 from poller.output.resume import ResumeState, load_resume_state
@@ -78,7 +77,12 @@ class _Stopper:
             self.engine.stop(name)
             self.timer = loop.call_later(self.grace, self.engine.abort)
         else:
-            log.warning("%s received again: stopping now", name)
+            again = (
+                "during the --stop-after stop"
+                if self.engine.stats.stopped_by == DEADLINE
+                else "again"
+            )
+            log.warning("%s received %s: stopping now", name, again)
             self.engine.abort()
 
     def deadline(self, after: float) -> None:
@@ -115,12 +119,17 @@ async def _show_progress(
     await progress.run_periodically(0.5)
 
 
-async def _log_deadlines(estimate: Callable[[], Deadlines | None], order: str) -> None:
+async def _count_ahead(engine: Engine, estimate: Callable[[], Plan | None], order: str) -> None:
     # A second read of the input (a regular file, or a collection), on a thread beside the run
-    # like the progress bar's count: the first request does not wait for it.
-    deadlines = await run_in_daemon_thread(estimate)
-    if deadlines is not None and deadlines.dated:
-        log.info("deadlines: %s", deadlines.describe(order))
+    # like the progress bar's count: the first request does not wait for it. It gives the
+    # deadline line, and the tokens the run will ask, which a deadline stop needs to say
+    # exactly how many it did not reach without reading on past its deadline.
+    plan = await run_in_daemon_thread(estimate)
+    if plan is None:
+        return
+    engine.planned_query = plan.counts[Verdict.QUERY]
+    if plan.deadlines is not None and plan.deadlines.dated:
+        log.info("deadlines: %s", plan.deadlines.describe(order))
 
 
 async def run_job(
@@ -138,7 +147,7 @@ async def run_job(
     metrics_interval: float = 15.0,
     stop_after: float | None = None,
     countable: bool | None = None,
-    estimate: Callable[[], Deadlines | None] | None = None,
+    estimate: Callable[[], Plan | None] | None = None,
 ) -> Engine:
     """Run one batch. Progress and metrics are side tasks that only read the counters.
 
@@ -171,7 +180,7 @@ async def run_job(
         )
         side_tasks: list[asyncio.Task[None]] = []
         if estimate is not None:
-            side_tasks.append(loop.create_task(_log_deadlines(estimate, settings.order)))
+            side_tasks.append(loop.create_task(_count_ahead(engine, estimate, settings.order)))
         metrics: MetricsWriter | None = None
         if metrics_file:
             from poller.observability.metrics import (
@@ -446,13 +455,27 @@ _STATUSES = frozenset(status.value for status in Status)
 
 def _estimate(
     reread: Callable[[], Iterable[InputItem]], settings: Settings, state: ResumeState | None
-) -> Deadlines | None:
-    """The deadline line of a run: the input read once more and triaged as the run does."""
+) -> Plan | None:
+    """The input read once more and triaged as the run does: the deadline line, and the
+    tokens the run will ask (for an exact "not reached" after `--stop-after`).
+
+    Only worth a second read when there is a deadline to speak of: with no `stop_after`, an
+    input whose first entries carry no `issued_at` (a plain list of tokens) is left alone."""
     try:
-        return _plan(reread(), settings, state).deadlines
+        items = iter(reread())
+        if not settings.stop_after:
+            head = list(itertools.islice(items, UNDATED_PROBE))
+            if not any(isinstance(item, TokenEntry) and item.issued_at for item in head):
+                return None
+            items = itertools.chain(head, items)
+        return _plan(items, settings, state)
     except PollerError as exc:  # the run's own reader reports a broken input: only note it
         log.debug("no deadline estimate: %s", exc)
         return None
+
+
+# Entries looked at before the count ahead gives up on an input without `issued_at`.
+UNDATED_PROBE = 1000
 
 
 def _plan(tokens: Iterable[str | InputItem], settings: Settings, state: ResumeState | None) -> Plan:

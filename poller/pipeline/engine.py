@@ -135,6 +135,10 @@ class Engine:
         self._input_read = False  # every input item was read (so `not_reached` is exact)
         self._expiry: ExpiryOrder | None = None
         self._expiry_left = 0  # of the expiry order, tokens not yet handed to the queue
+        # Tokens the run would ask, counted ahead on a copy of the input (job.py, beside the
+        # run): after a deadline, not reached = planned - asked, with no need to read on.
+        self.planned_query: int | None = None
+        self._working = 0  # workers still taking jobs: after a stop, the read-on ends at 0
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -169,6 +173,10 @@ class Engine:
             await self._close_output()
             self.stats.not_reached += self._queue.dropped + self._expiry_left
             self.stats.not_reached_exact = self._input_read
+            if self.stats.stopped_by == DEADLINE and self.planned_query is not None:
+                # Exact without reading on: what the run would have asked, less what it did.
+                self.stats.not_reached = max(self.planned_query - self.stats.asked, 0)
+                self.stats.not_reached_exact = True
             self.stats.finished = self.clock()
             self.stats.budget_denied = self.budget.denied
         return self.stats
@@ -277,6 +285,11 @@ class Engine:
         if self.stats.stopped_by != DEADLINE or not self._countable:
             return
         async for batch in batches:
+            if self.planned_query is not None or not self._working:
+                # Counted ahead, or nothing left on the wire: the run ends now rather than
+                # overrun its deadline reading millions of lines (then "at least", unless
+                # the count ahead knows).
+                return
             self._count_query(batch)
             await asyncio.sleep(0)  # a collection is read without a thread: let the loop in
         self._input_read = True
@@ -315,6 +328,13 @@ class Engine:
             )
 
     async def _work(self) -> None:
+        self._working += 1
+        try:
+            await self._work_on()
+        finally:
+            self._working -= 1
+
+    async def _work_on(self) -> None:
         while (job := await self._queue.get()) is not None:
             try:
                 await self.process(job)
@@ -408,6 +428,8 @@ class Engine:
         """One request: a pacer slot (`Stopped` once the run is stopping), counted as it
         leaves; its outcome (decided once, in poller/api) heard by the pacer and budget."""
         await self.pacer.acquire()
+        if job.attempts == 0:
+            self.stats.asked += 1  # a token reached (its first request this run)
         job.attempts += 1
         self.stats.requests += 1
         if state.is_recheck:

@@ -62,6 +62,7 @@ class RunStats:
     # Input tokens a stop left unasked (no line: the next run asks them). Exact when the whole
     # input was read (`not_reached_exact`); else what the run held, and more may follow.
     not_reached: int = 0
+    asked: int = 0  # distinct tokens sent at least once this run
     not_reached_exact: bool = True
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,3 +206,48 @@ def test_a_deadline_in_expiry_order_counts_the_tokens_still_held(tmp_path: Path)
     assert len(lines) == 7
     assert (engine.stats.not_reached, engine.stats.not_reached_exact) == (33, True)
     assert engine.stats.exit_status() == 1
+
+
+# -- found in review: a deadline must not overrun to count the rest ---------------------------
+
+
+def test_a_count_ahead_makes_not_reached_exact_without_reading_on(tmp_path: Path) -> None:
+    client = FakeClient({}, default=Slow(0.8, ok()))
+    tokens: list[InputItem] = [TokenEntry(f"t{n}", n + 1) for n in range(5000)]
+
+    async def main() -> Engine:
+        sink = JsonlSink(str(tmp_path / "out.jsonl"))
+        engine = Engine(
+            make_settings(rate=2.0, rate_margin=0.0, concurrency=4), client, sink,
+            output=InlineOutput,
+        )  # fmt: skip
+        engine.planned_query = 5000  # as the count ahead on a copy of the input says
+        read: list[int] = []
+
+        class Recording(Collection[InputItem]):
+            """In memory, so no reader thread on the virtual clock; says how far it was read."""
+
+            def __len__(self) -> int:
+                return len(tokens)
+
+            def __contains__(self, item: object) -> bool:
+                return item in tokens
+
+            def __iter__(self) -> Iterator[InputItem]:
+                for n, item in enumerate(tokens):
+                    read.append(n)
+                    yield item
+
+        side = asyncio.create_task(_stop_at(3.2)(engine))
+        try:
+            await engine.run(Recording(), countable=True)
+        finally:
+            sink.close()
+        await side
+        assert len(read) < 5000  # it did not read the rest to count it
+        return engine
+
+    engine = run_virtual(main)
+    # Slots at 0, .5, ... 3.0: seven tokens asked; the rest known from the count ahead.
+    assert engine.stats.asked == client.calls == 7
+    assert (engine.stats.not_reached, engine.stats.not_reached_exact) == (4993, True)
