@@ -13,9 +13,10 @@ from poller.reconcile import MISMATCH_HEADER, Category, Reconciliation, Vocabula
 from poller.reconcile._files import ReconcileError, expand
 from poller.reconcile._records import RecordsError
 from poller.reconcile._vocabulary import parse_mapping
-from tests.reconcile.support import write_fixture
+from tests.reconcile.support import S, local_line, result_line, write_fixture
 
 C = Category
+DAY1, DAY2 = 1_764_400_000, 1_764_400_000 + 86_400
 
 
 @pytest.fixture
@@ -89,6 +90,35 @@ def test_all_agree_exits_0_and_not_final_only_on_request(tmp_path: Path) -> None
     assert (rec.counts[C.AGREE], rec.counts[C.NOT_FINAL]) == (1, 1)
     assert rec.exit_status() == 0
     assert rec.exit_status(fail_on_not_final=True) == 1
+
+
+def test_a_later_local_line_never_overrides_tencents_answer(tmp_path: Path) -> None:
+    ours = tmp_path / "ours.csv"
+    ours.write_text("token,outcome\nasked,passed\nnever-asked,passed\nbad-row,passed\n")
+    night1, night2 = tmp_path / "night1.jsonl", tmp_path / "night2.jsonl"
+    night1.write_bytes(result_line("asked", S.PASSED, at=DAY1))
+    # The next night reached the tokens after their 72 h, or found them malformed: no request.
+    night2.write_bytes(
+        local_line("asked", at=DAY2)
+        + local_line("never-asked", at=DAY2)
+        + local_line("bad-row", at=DAY2, too_old=False)
+    )
+    out = tmp_path / "m.csv"
+    rec = reconcile_files(str(ours), [str(night1), str(night2)], mismatches=str(out))
+    assert rec.counts[C.AGREE] == 1  # Tencent's passed from night 1 stands
+    # Tencent never answered the other two: nothing to agree or disagree with, no alarm.
+    assert rec.counts[C.NOT_FINAL] == 2
+    assert rec.counts[C.PASSED_NOT_PASSED] == rec.counts[C.DISAGREE] == 0
+    assert rec.exit_status() == 0
+    with out.open(newline="", encoding="utf-8") as f:
+        got = [[row[0], row[1], row[3], row[4]] for row in csv.reader(f)][1:]
+    assert got == [
+        ["bad-row", "not_final", "invalid_token", "InvalidInput"],
+        ["never-asked", "not_final", "expired", "TokenTooOld"],
+    ]
+    # Whatever the order the files are named in.
+    rec = reconcile_files(str(ours), [str(night2), str(night1)])
+    assert (rec.counts[C.AGREE], rec.counts[C.NOT_FINAL]) == (1, 2)
 
 
 def test_globs_expand_sorted_and_an_empty_glob_is_an_error(tmp_path: Path) -> None:
