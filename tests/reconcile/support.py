@@ -49,7 +49,7 @@ def local_line(token: str, *, at: float = DAY2, too_old: bool = True) -> bytes:
         final=too_old,
         attempts=0,
         checked_at=at,
-        error=ErrorInfo(LOCAL_EXPIRY_CODE, "too old") if too_old else ErrorInfo("InvalidInput", "x"),
+        error=ErrorInfo(LOCAL_EXPIRY_CODE if too_old else "InvalidInput", "decided locally"),
     )
     return encode_record(record)
 
