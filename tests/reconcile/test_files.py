@@ -177,6 +177,50 @@ def test_a_mismatches_path_that_cannot_be_written_fails_before_the_work(
     )
 
 
+def test_a_failed_run_leaves_the_previous_mismatches_file_untouched(
+    fixture: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    ours, first, second = fixture
+    out = tmp_path / "m.csv"
+    out.write_text("yesterday's mismatches\n")
+    before = sorted(tmp_path.iterdir())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("token,status\na,approved\nb,maybe\n")
+    with pytest.raises(RecordsError, match="maybe"):
+        reconcile_files(str(bad), [str(first)], mismatches=str(out))
+    with pytest.raises(ReconcileError, match=r"nope\.jsonl"):
+        reconcile_files(str(ours), [str(first), str(tmp_path / "nope.jsonl")], mismatches=str(out))
+    assert out.read_text() == "yesterday's mismatches\n"
+    assert sorted(tmp_path.iterdir()) == sorted([*before, bad])  # no temporary file left
+    # Success replaces it, mode 0600 whatever the old file had, nothing left behind.
+    out.chmod(0o644)
+    reconcile_files(str(ours), [str(first), str(second)], mismatches=str(out))
+    assert out.read_text().startswith(",".join(MISMATCH_HEADER) + "\n")
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert sorted(tmp_path.iterdir()) == sorted([*before, bad])
+
+
+def test_the_mismatches_file_is_written_through_a_symlink(
+    fixture: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    ours, first, second = fixture
+    real = tmp_path / "reports" / "m.csv"
+    real.parent.mkdir()
+    link = tmp_path / "latest.csv"
+    link.symlink_to(real)
+    reconcile_files(str(ours), [str(first), str(second)], mismatches=str(link))
+    assert link.is_symlink()
+    assert real.read_text().startswith("token,category,")
+
+
+def test_a_directory_as_the_mismatches_path_fails_before_the_work(
+    fixture: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    ours, first, _ = fixture
+    with pytest.raises(ReconcileError, match=r"^cannot write the mismatches to .*: is a direct"):
+        reconcile_files(str(ours), [str(first)], mismatches=str(tmp_path))
+
+
 def test_a_hostile_token_in_the_mismatches_file_stays_one_csv_field(tmp_path: Path) -> None:
     ours = tmp_path / "o.jsonl"
     ours.write_text('{"token": "a,\\"b\\"\\nc", "status": "ok"}\n')
