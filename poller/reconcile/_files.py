@@ -116,8 +116,22 @@ def _read_records(path: str, reader: RecordsReader) -> Iterator[OurRecord]:
             raise ReconcileError(f"cannot read records file {path!r}: {reason}.") from None
 
 
+_FORMULA_START: Final = ("=", "+", "-", "@")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula: one that starts with =, +, - or @ gets a
+    leading ' (a plain negative number such as the code -999, or a lone -, is left alone)."""
+    if text.startswith(_FORMULA_START):
+        rest = text[1:]
+        if not (text[0] == "-" and (not rest or (rest.isascii() and rest.isdigit()))):
+            return "'" + text
+    return text
+
+
 class MismatchesFile:
-    """Every token that does not agree, as CSV, the dangerous category first: rows go to one
+    """Every token that does not agree, as CSV (LF line ends, like `--format csv`; token,
+    code and word cells `spreadsheet_safe`), the dangerous category first: rows go to one
     scratch file per category (they arrive in token order) and are joined at the end."""
 
     __slots__ = ("_files", "_names", "_results", "_writers", "rows")
@@ -129,21 +143,21 @@ class MismatchesFile:
             c: open(name, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in write
             for c, name in self._names.items()
         }
-        self._writers = {c: csv.writer(f) for c, f in self._files.items()}
+        self._writers = {c: csv.writer(f, lineterminator="\n") for c, f in self._files.items()}
         self.rows = 0
 
     def add(self, m: Mismatch) -> None:
         self.rows += 1
         self._writers[m.category].writerow(
             (
-                m.token,
+                spreadsheet_safe(m.token),
                 m.category.value,
                 "" if m.ours is None else m.ours.value,
                 "" if m.theirs is None else m.theirs.value,
-                m.code or "",
+                spreadsheet_safe(m.code or ""),
                 "" if m.final is None else str(m.final).lower(),
-                m.checked_at or "",
-                m.ours_word if m.ours_word is not None else "",
+                spreadsheet_safe(m.checked_at or ""),
+                spreadsheet_safe(m.ours_word) if m.ours_word is not None else "",
                 m.ours_line or "",
                 "" if m.file is None else self._results[m.file],
                 m.line or "",
@@ -157,7 +171,7 @@ class MismatchesFile:
     def write(self, out: IO[str]) -> None:
         """Join the scratch files into `out`, header first."""
         self.close()
-        csv.writer(out).writerow(MISMATCH_HEADER)
+        csv.writer(out, lineterminator="\n").writerow(MISMATCH_HEADER)
         for category in Category:
             with open(self._names[category], encoding="utf-8", newline="") as part:
                 shutil.copyfileobj(part, out, 1 << 20)

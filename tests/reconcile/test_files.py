@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import stat
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from poller.reconcile import MISMATCH_HEADER, Category, Reconciliation, Vocabulary, reconcile_files
-from poller.reconcile._files import ReconcileError, expand
+from poller.reconcile._files import ReconcileError, expand, spreadsheet_safe
 from poller.reconcile._records import RecordsError
 from poller.reconcile._vocabulary import parse_mapping
 from tests.reconcile.support import S, local_line, result_line, write_fixture
@@ -219,6 +220,57 @@ def test_a_directory_as_the_mismatches_path_fails_before_the_work(
     ours, first, _ = fixture
     with pytest.raises(ReconcileError, match=r"^cannot write the mismatches to .*: is a direct"):
         reconcile_files(str(ours), [str(first)], mismatches=str(tmp_path))
+
+
+def test_the_mismatches_file_has_lf_line_ends_and_no_cell_starts_a_formula(
+    tmp_path: Path,
+) -> None:
+    ours = tmp_path / "o.csv"
+    ours.write_text('token,outcome\n=HYPERLINK("x"),passed\n@t,-999\nplain,approved\n+t,passed\n')
+    results = tmp_path / "r.jsonl"
+    results.write_bytes(
+        result_line('=HYPERLINK("x")', S.FAILED, result="-999", final=True)
+        + result_line("@t", S.PASSED)
+        + result_line("plain", S.FAILED, result="=1+1")
+        + result_line("-only-theirs", S.PASSED)
+    )
+    out = tmp_path / "m.csv"
+    reconcile_files(
+        str(ours),
+        [str(results)],
+        mismatches=str(out),
+        vocabulary=Vocabulary().with_mappings([parse_mapping("-999=pending")]),
+    )
+    data = out.read_bytes()
+    assert b"\r" not in data
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    assert [(r[0], r[4], r[7]) for r in rows[1:]] == [
+        ('\'=HYPERLINK("x")', "-999", "passed"),  # a negative code stays a number
+        ("plain", "'=1+1", "approved"),
+        ("'@t", "0", "-999"),
+        ("'-only-theirs", "0", ""),
+        ("'+t", "", "passed"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-1+cmd", "'-1+cmd"),
+        ("-999->0", "'-999->0"),
+        ("-999", "-999"),
+        ("-", "-"),
+        ("-\u0661", "'-\u0661"),  # an Arabic-Indic digit is no ASCII number
+        ("0", "0"),
+        ("", ""),
+        ("a=b", "a=b"),
+    ],
+)
+def test_spreadsheet_safe(cell: str, shown: str) -> None:
+    assert spreadsheet_safe(cell) == shown
 
 
 def test_a_hostile_token_in_the_mismatches_file_stays_one_csv_field(tmp_path: Path) -> None:
