@@ -101,6 +101,15 @@ def build_record(
     }
 
 
+def is_local_line(record: Mapping[str, Any]) -> bool:
+    """True for a line the poller decided without asking Tencent: `attempts` is 0 (a token past
+    its 72 h, `TokenTooOld`; a bad input row, `InvalidInput`). Such a line never replaces one
+    that came from the API (attempts > 0) when readers pick a token's line across runs. A line
+    without an integer `attempts` (another writer) counts as an API line."""
+    attempts = record.get("attempts")
+    return attempts == 0 and isinstance(attempts, int) and not isinstance(attempts, bool)
+
+
 def encode_record(record: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON plus newline: one line, whatever the response holds.
 

@@ -24,7 +24,8 @@ CONFIG_KEYS: Final = ("vocabulary", "token_column", "outcome_column")
 
 DESCRIPTION: Final = (
     "Compare your own records (CSV with a header, or JSON Lines: a token and the outcome you "
-    "recorded) with poller results files (the latest line per token wins). Categories: "
+    "recorded) with poller results files (per token the latest line wins, but a line written "
+    "without a request, attempts 0, never beats one from the API). Categories: "
     "passed_not_passed (you recorded passed, Tencent says not passed), disagree, "
     "missing_in_ours, missing_in_results, not_final, agree; plus charges per day. Exit status: "
     "0 nothing disagrees or is missing, 1 something does (not_final too with "

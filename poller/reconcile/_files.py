@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import glob
 import os
 import shutil
@@ -115,8 +116,22 @@ def _read_records(path: str, reader: RecordsReader) -> Iterator[OurRecord]:
             raise ReconcileError(f"cannot read records file {path!r}: {reason}.") from None
 
 
+_FORMULA_START: Final = ("=", "+", "-", "@")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A cell a spreadsheet will not run as a formula: one that starts with =, +, - or @ gets a
+    leading ' (a plain negative number such as the code -999, or a lone -, is left alone)."""
+    if text.startswith(_FORMULA_START):
+        rest = text[1:]
+        if not (text[0] == "-" and (not rest or (rest.isascii() and rest.isdigit()))):
+            return "'" + text
+    return text
+
+
 class MismatchesFile:
-    """Every token that does not agree, as CSV, the dangerous category first: rows go to one
+    """Every token that does not agree, as CSV (LF line ends, like `--format csv`; token,
+    code and word cells `spreadsheet_safe`), the dangerous category first: rows go to one
     scratch file per category (they arrive in token order) and are joined at the end."""
 
     __slots__ = ("_files", "_names", "_results", "_writers", "rows")
@@ -128,21 +143,21 @@ class MismatchesFile:
             c: open(name, "w", encoding="utf-8", newline="")  # noqa: SIM115 - closed in write
             for c, name in self._names.items()
         }
-        self._writers = {c: csv.writer(f) for c, f in self._files.items()}
+        self._writers = {c: csv.writer(f, lineterminator="\n") for c, f in self._files.items()}
         self.rows = 0
 
     def add(self, m: Mismatch) -> None:
         self.rows += 1
         self._writers[m.category].writerow(
             (
-                m.token,
+                spreadsheet_safe(m.token),
                 m.category.value,
                 "" if m.ours is None else m.ours.value,
                 "" if m.theirs is None else m.theirs.value,
-                m.code or "",
+                spreadsheet_safe(m.code or ""),
                 "" if m.final is None else str(m.final).lower(),
-                m.checked_at or "",
-                m.ours_word if m.ours_word is not None else "",
+                spreadsheet_safe(m.checked_at or ""),
+                spreadsheet_safe(m.ours_word) if m.ours_word is not None else "",
                 m.ours_line or "",
                 "" if m.file is None else self._results[m.file],
                 m.line or "",
@@ -156,21 +171,49 @@ class MismatchesFile:
     def write(self, out: IO[str]) -> None:
         """Join the scratch files into `out`, header first."""
         self.close()
-        csv.writer(out).writerow(MISMATCH_HEADER)
+        csv.writer(out, lineterminator="\n").writerow(MISMATCH_HEADER)
         for category in Category:
             with open(self._names[category], encoding="utf-8", newline="") as part:
                 shutil.copyfileobj(part, out, 1 << 20)
 
 
-def _create(path: str) -> IO[str]:
-    """Open the mismatches file before the work, so a path that cannot be written fails at
-    once; mode 0600, like the results: it names tokens."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        return os.fdopen(fd, "w", encoding="utf-8", newline="")
-    except OSError as exc:
-        reason = (exc.strerror or str(exc)).lower()
-        raise ReconcileError(f"cannot write the mismatches to {path!r}: {reason}.") from None
+class _Replacement:
+    """The mismatches file, written to a temporary file in the target's directory (mode 0600,
+    like the results: it names tokens) and renamed over the target only when everything
+    succeeded: a failed run leaves the previous report as it was, never an empty file that
+    reads like "no mismatches". Created before the work, so a directory that cannot be written
+    fails at once."""
+
+    __slots__ = ("_temp", "path", "stream", "target")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        # Through a symlink, as writing the file in place did.
+        self.target = os.path.realpath(path)
+        try:
+            if os.path.isdir(self.target):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            fd, self._temp = tempfile.mkstemp(
+                prefix=f".{os.path.basename(self.target)}.",
+                suffix=".tmp",
+                dir=os.path.dirname(self.target),
+            )  # mkstemp creates it with mode 0600
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+            raise ReconcileError(f"cannot write the mismatches to {path!r}: {reason}.") from None
+        self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def commit(self) -> None:
+        """Close the temporary file and rename it over the target (raises OSError)."""
+        self.stream.close()  # a full disk shows at the last flush
+        os.replace(self._temp, self.target)
+
+    def discard(self) -> None:
+        """Remove the temporary file (after a failure, or after `commit`: then a no-op)."""
+        with contextlib.suppress(OSError):
+            self.stream.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._temp)
 
 
 def reconcile_files(
@@ -199,7 +242,7 @@ def reconcile_files(
         outcome_column=outcome_column,
     )
     result_reader = ResultsReader()
-    out = None if mismatches is None else _create(mismatches)
+    out = None if mismatches is None else _Replacement(mismatches)
     scratch = tempfile.gettempdir()
     try:
         with tempfile.TemporaryDirectory(prefix="poller-reconcile-") as workdir:
@@ -213,8 +256,8 @@ def reconcile_files(
                     sample=sample,
                 )
                 if sink is not None and out is not None:
-                    sink.write(out)
-                    out.close()  # inside: a full disk shows at the last flush
+                    sink.write(out.stream)
+                    out.commit()
             finally:
                 if sink is not None:
                     sink.close()
@@ -228,8 +271,7 @@ def reconcile_files(
         raise ReconcileError(f"the scratch database in {scratch!r} failed: {exc}.") from None
     finally:
         if out is not None:
-            with contextlib.suppress(OSError):  # already reported above
-                out.close()
+            out.discard()  # after a failure the previous file stays as it was
     return Reconciliation(
         records_file=records,
         results_files=tuple(paths),

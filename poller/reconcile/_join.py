@@ -45,7 +45,10 @@ MEANINGS: Final[Mapping[Category, str]] = {
     Category.DISAGREE: "other disagreements",
     Category.MISSING_IN_OURS: "Tencent settled a token our records lack",
     Category.MISSING_IN_RESULTS: "our records hold a token no results file has",
-    Category.NOT_FINAL: "Tencent's latest line is pending or error: ask again",
+    Category.NOT_FINAL: (
+        "no final answer from Tencent: its latest line is pending or error (ask again), or "
+        "the poller wrote a line without asking (TokenTooOld, InvalidInput)"
+    ),
     Category.AGREE: "our records and Tencent agree",
 }
 
@@ -61,12 +64,16 @@ ALERTING: Final = frozenset(
 )
 
 
-def categorize(ours: Status | None, theirs: Status | None, final: bool) -> Category:
+def categorize(
+    ours: Status | None, theirs: Status | None, final: bool, *, asked: bool = True
+) -> Category:
     """The category of one token: `ours` is what the records say (None: no record), `theirs`
-    and `final` what its latest result line says (None: no line)."""
+    and `final` what its winning result line says (None: no line), `asked` false when that line
+    was decided locally without a request (then no line came from the API: Tencent never
+    answered, so nothing can agree or disagree)."""
     if theirs is None:
         return Category.MISSING_IN_RESULTS
-    if not final or theirs in (Status.PENDING, Status.ERROR):
+    if not asked or not final or theirs in (Status.PENDING, Status.ERROR):
         return Category.NOT_FINAL
     if ours is None:
         return Category.MISSING_IN_OURS
@@ -107,7 +114,7 @@ class Tally:
 
 
 _OURS_SQL: Final = "INSERT INTO ours VALUES (?, ?, ?, ?)"
-_THEIRS_SQL: Final = "INSERT INTO theirs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_THEIRS_SQL: Final = "INSERT INTO theirs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _connect(workdir: str) -> sqlite3.Connection:
@@ -123,7 +130,7 @@ def _connect(workdir: str) -> sqlite3.Connection:
     con.execute("CREATE TABLE ours (token TEXT, status TEXT, word TEXT, line INTEGER)")
     con.execute(
         "CREATE TABLE theirs (token TEXT, ord TEXT, file INTEGER, line INTEGER, status TEXT, "
-        "final INTEGER, code TEXT, checked_at TEXT, charge INTEGER)"
+        "final INTEGER, code TEXT, checked_at TEXT, charge INTEGER, asked INTEGER)"
     )
     return con
 
@@ -153,8 +160,9 @@ def join(
     sample: int = 20,
 ) -> Tally:
     """Reconcile `records` with `results` using scratch space in `workdir` (left behind:
-    the caller removes the directory). The last record per token counts; the latest result line
-    per token (by `checked_at`, then file, then line) counts. Every token that does not agree
+    the caller removes the directory). The last record per token counts; of the result lines,
+    one from the API beats one decided locally (`asked` false), then the latest (by
+    `checked_at`, then file, then line) counts. Every token that does not agree
     goes to `on_mismatch`, in token order; the first `sample` of each category are kept."""
     con = _connect(workdir)
     try:
@@ -166,8 +174,8 @@ def join(
         con.execute("COMMIT")
         ours = con.execute("SELECT token, status, word, line FROM ours ORDER BY token, line")
         theirs = con.execute(
-            "SELECT token, status, final, code, checked_at, file, line, charge, ord "
-            "FROM theirs ORDER BY token, ord, file, line"
+            "SELECT token, status, final, code, checked_at, file, line, charge, ord, asked "
+            "FROM theirs ORDER BY token, asked, ord, file, line"
         )
         return _merge(_latest(ours), _latest(theirs), on_mismatch, sample)
     finally:
@@ -197,7 +205,7 @@ def _merge(
             their, b = b, next(theirs, None)
         token = ""
         our_status = their_status = None
-        final = False
+        final = asked = False
         if mine is not None:
             row, n = mine
             token, our_status = row[0], statuses[row[1]]
@@ -205,12 +213,12 @@ def _merge(
             tally.duplicate_records += n - 1
         if their is not None:
             row, n = their
-            token, their_status, final = row[0], statuses[row[1]], bool(row[2])
+            token, their_status, final, asked = row[0], statuses[row[1]], bool(row[2]), row[9]
             tally.result_tokens += 1
             tally.superseded += n - 1
             day = row[8][:10] or "unknown"
             charges[day] = charges.get(day, 0) + row[7]
-        category = categorize(our_status, their_status, final)
+        category = categorize(our_status, their_status, final, asked=bool(asked))
         counts[category] += 1
         if category is agree:
             continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 from collections.abc import Iterator, Sequence
 from typing import IO, Final, NamedTuple
 
@@ -38,13 +39,23 @@ class OurRecord(NamedTuple):
     line: int  # 1-based
 
 
+_BOM: Final = b"\xef\xbb\xbf"
+
+
 def _detect(path: str, head: bytes) -> str:
     lower = path.lower()
     if lower.endswith(".csv"):
         return "csv"
     if lower.endswith((".jsonl", ".ndjson", ".json")):
         return "jsonl"
-    return "jsonl" if head.lstrip().startswith(b"{") else "csv"
+    return "jsonl" if head.removeprefix(_BOM).lstrip().startswith(b"{") else "csv"
+
+
+def _shown(text: str) -> str:
+    """`text` for a one-sentence message: control characters (a newline) escaped."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _pick(names: Sequence[str], wanted: str | None, defaults: Sequence[str]) -> str | None:
@@ -97,17 +108,23 @@ class RecordsReader:
         elif isinstance(outcome, int | str):
             word = str(outcome)
         else:
-            raise self._fail(line, f"the outcome {outcome!r} is neither a word nor a code")
+            raise self._fail(
+                line, f"the outcome {_shown(repr(outcome))[:80]} is neither a word nor a code"
+            )
         status = self._seen.get(word)
         if status is None:
             status = self._vocabulary.status_of(word)
             if status is not None and len(self._seen) < 1024:
                 self._seen[word] = status
         if status is None:
+            bare = word.strip()
+            hint = (
+                f"map it with --map '{bare}=STATUS' (a status is one of {_STATUSES})"
+                if bare.isprintable()
+                else "it holds a control character, so correct the record"
+            )
             raise self._fail(
-                line,
-                f"the outcome {word!r} is not in the vocabulary; map it with "
-                f"--map '{word.strip()}=STATUS' (a status is one of {_STATUSES})",
+                line, f"the outcome {_shown(repr(word))} is not in the vocabulary; {hint}"
             )
         self.read += 1
         return OurRecord(token.strip(), status, word, line)
@@ -130,7 +147,7 @@ class RecordsReader:
                 raise RecordsError(f"records file {self._name} is empty: it has no header line.")
             token_name = _pick(header, self._token_column, TOKEN_COLUMNS)
             outcome_name = _pick(header, self._outcome_column, OUTCOME_COLUMNS)
-            shown = ", ".join(header)
+            shown = _shown(", ".join(header))
             if token_name is None:
                 wanted = self._token_column or " or ".join(TOKEN_COLUMNS)
                 raise RecordsError(
@@ -159,17 +176,36 @@ class RecordsReader:
     def _jsonl(self, stream: IO[bytes]) -> Iterator[OurRecord]:
         tk, ok = "", ""  # the field names the last line used: almost always this line's too
         for number, raw in zip(itertools.count(1), stream, strict=False):
+            if number == 1:
+                raw = raw.removeprefix(_BOM)  # as the CSV reader does
             if not raw.strip():
                 continue
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError:
-                raise self._fail(number, "not a JSON object (a torn or garbled line)") from None
+                raise self._fail(number, self._why_not_json(raw)) from None
             if not isinstance(obj, dict):
                 raise self._fail(number, "not a JSON object")
             if tk not in obj or ok not in obj:
                 tk, ok = self._json_keys(list(obj), number)
             yield self._record(obj[tk], obj[ok], number)
+
+    @staticmethod
+    def _why_not_json(raw: bytes) -> str:
+        """What is wrong with a line orjson refused, in words."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return "the text is not UTF-8"
+        try:
+            json.loads(text)
+        except (ValueError, RecursionError):
+            return "not a JSON object (a torn or garbled line)"
+        # The standard library reads it: a \\uXXXX escape names half a surrogate pair.
+        return (
+            "a string holds a lone surrogate escape (\\ud800-\\udfff without its pair), "
+            "which is not a character"
+        )
 
     def _json_keys(self, keys: Sequence[str], number: int) -> tuple[str, str]:
         tk = _pick(keys, self._token_column, TOKEN_COLUMNS)

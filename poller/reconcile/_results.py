@@ -1,7 +1,8 @@
 """Reading poller results files (SPEC §4) for reconciliation: what Tencent said, line by line.
 
-`poller.report`'s `LineReader` keeps no `checked_at`, and reconciliation needs it (the latest
-line per token wins by `checked_at`, then file order, then line order) and the date for the
+`poller.report`'s `LineReader` keeps no `checked_at`, and reconciliation needs it (per token a
+line from the API beats one the poller decided locally, `attempts` 0; among lines of the same
+kind the latest wins by `checked_at`, then file order, then line order) and the date for the
 charges per day, so this reader keeps its own few fields. Like the report, it skips what it
 cannot read (a line torn by a crash, a foreign line) and counts it: a results file is the
 poller's own output, and a torn last line is normal after a crash.
@@ -17,6 +18,7 @@ from typing import Final, NamedTuple
 import orjson
 
 from poller.api.outcomes import Status
+from poller.output.records import is_local_line
 
 #: How many unreadable (file, line) places a report names; the rest are only counted.
 UNREADABLE_SHOWN: Final = 5
@@ -25,8 +27,10 @@ _STATUS_BY_NAME: Final[Mapping[str, Status]] = {status.value: status for status 
 
 
 class TheirLine(NamedTuple):
-    """What reconciliation keeps of one result line. `order` sorts a token's lines oldest first:
-    `checked_at` (normalized), then the file's position on the command line, then the line."""
+    """What reconciliation keeps of one result line. A token's lines sort oldest first by
+    `asked` (a local line, false, before an API line: it never replaces Tencent's answer), then
+    `order` (`checked_at`, normalized), then the file's position on the command line, then the
+    line."""
 
     # The order of the scratch table's columns: the join inserts these tuples as they are.
     token: str
@@ -38,6 +42,9 @@ class TheirLine(NamedTuple):
     code: str | None
     checked_at: str
     charge_count: int
+    #: False for a line decided locally, without a request (`is_local_line`): `TokenTooOld`,
+    #: `InvalidInput`.
+    asked: bool = True
 
 
 def order_key(checked_at: object) -> str:
@@ -127,6 +134,7 @@ class ResultsReader:
             code,
             checked_at if isinstance(checked_at, str) else "",
             charge if isinstance(charge, int) and not isinstance(charge, bool) else 0,
+            not is_local_line(obj),
         )
 
     def __repr__(self) -> str:

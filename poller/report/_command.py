@@ -41,9 +41,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "Summarize results files (the JSON lines `poller run` writes): tokens by status and by "
         "result code with its meaning, charges, pass rate, error codes, the tokens that are "
         "not final yet, and a risk view (device risk levels, suspected attacks, passes on "
-        "edited OCR fields, the highest-risk tokens). Per token the line with the latest "
-        "checked_at wins; between equal ones, the later file in the order given, then the "
-        "later line. With --against, also what changed per token since older results. Exit "
+        "edited OCR fields, the highest-risk tokens). Per token a line from the API wins over "
+        "one written without a request (attempts 0), then the line with the latest "
+        "checked_at; between equal ones, the later file in the order given, then the later "
+        "line. With --against, also what changed per token since older results. Exit "
         "status: 0 report written, 2 a file could not be read or written, or a pattern "
         "matched no file."
     )

@@ -8,12 +8,15 @@ identical entries, so the reader hands out one shared tuple per distinct value (
 an index of millions of tokens then costs a dict slot and the token string per token, not a tuple
 each.
 
-Which line of a token wins (`IndexBuilder`, and `summarize` for one file): the one with the latest
-`checked_at`; between equal `checked_at`, the one read last: a later file (in the order given)
-over an earlier one, a later line over an earlier one in the same file. A line without a readable
-`checked_at` counts as older than every dated line. For one file the poller wrote this is simply
-"the last line wins" (it writes in time order), and for several files it makes the order the
-files are named in matter only for lines written in the same second.
+Which line of a token wins (`IndexBuilder`, and `summarize` for one file): a line that came
+from the API (`attempts` > 0) over one the poller decided locally without a request (`attempts`
+0: `TokenTooOld`, `InvalidInput`; `poller.output.records.is_local_line`), whatever their times;
+among lines of the same kind, the one with the latest `checked_at`; between equal `checked_at`,
+the one read last: a later file (in the order given) over an earlier one, a later line over an
+earlier one in the same file. A line without a readable `checked_at` counts as older than every
+dated line. For one file the poller wrote this is simply "the last line wins" (it writes in time
+order) but for local lines, and for several files it makes the order the files are named in
+matter only for lines written in the same second.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Final, NamedTuple
 
 from poller.api.outcomes import Status
+from poller.output.records import is_local_line
 from poller.report._codes import ATTACK_CODES
 
 #: How many unreadable line numbers a report names; the rest are only counted.
@@ -54,7 +58,8 @@ class Entry(NamedTuple):
     0 when it is empty, missing or anything else. `attack` is a suspected-attack code
     (`ATTACK_CODES`): the line's result when it is one, else the last CompareResult whose
     `ErrorCode` is one (`attack_earlier` is then true: an earlier attempt, not the outcome).
-    `edited` is `IsEdit` of the last CardVerifyResult (the valid one, SPEC §1.3).
+    `edited` is `IsEdit` of the last CardVerifyResult (the valid one, SPEC §1.3). `local` is true
+    for a line written without asking Tencent (`attempts` 0): it never replaces an API line.
     """
 
     status: Status
@@ -67,6 +72,7 @@ class Entry(NamedTuple):
     attack: str | None = None
     attack_earlier: bool = False
     edited: bool = False
+    local: bool = False
 
     @property
     def code(self) -> str | None:
@@ -237,6 +243,7 @@ class LineReader:
             charge if isinstance(charge, int) and not isinstance(charge, bool) else 0,
             _code(error.get("code")) if isinstance(error, dict) else None,
             *risk,
+            is_local_line(obj),
         )
         # Look the plain tuple up first: building the NamedTuple is the slow part of a line.
         entry = self._interned.get(fields)
@@ -273,6 +280,14 @@ class Index:
         return f"<Index source={self.source!r} tokens={len(self.entries)} lines={self.lines}>"
 
 
+def line_loses(entry: Entry, when: float, held: Entry, held_when: float) -> bool:
+    """Whether a line read now loses to the line already held for its token: a local line to an
+    API line always; an API line to a local line never; else an older `checked_at` loses."""
+    if entry.local is not held.local:
+        return entry.local
+    return when < held_when
+
+
 class IndexBuilder:
     """Reads files one after another into one index: `add` each in order, then `index()`.
 
@@ -291,12 +306,13 @@ class IndexBuilder:
     def add(self, lines: Iterable[bytes], source: str = "-") -> None:
         reader = LineReader()
         entries, when_of = self._entries, self._when
+        loses = line_loses
         superseded = 0
         for token, entry, when in reader.entries(lines):
             held = when_of.get(token)
             if held is not None:
                 superseded += 1
-                if when < held:  # older than the line already held: it loses
+                if loses(entry, when, entries[token], held):
                     continue
                 del entries[token]  # then insert: the token moves to where its winning line is
             entries[token] = entry

@@ -6,9 +6,11 @@
   are numbers, `pass_rate` a number or null; every list is complete.
 - csv: one flat table with the header `section,key,value,detail`. A figure is one row
   (`status,passed,12,` or `result,2015,3,comparison failed`); a listed token is one row whose key
-  is the token (`not_final,<token>,pending,-999`, `changed,<token>,pending->passed,-999->0`,
+  is the token (`not_final,<token>,pending,-999`, `changed,<token>,pending->passed,'-999->0`,
   `new,<token>,passed,0`, `dropped,<token>,failed,2015`). One shape for everything keeps the file
-  loadable by any CSV reader and filterable by its first column; every list is complete.
+  loadable by any CSV reader and filterable by its first column; every list is complete. A token
+  or code cell that starts with =, +, - or @ gets a leading ' so a spreadsheet does not run it
+  as a formula (`'-999->0`); a plain negative number (`-999`) is left as it is.
 
 The risk view (poller/report/_risk.py) is in every format: device levels, suspected attacks,
 edited passes and the top tokens by score (`top` of them in every format: a ranking, not a list
@@ -191,6 +193,24 @@ def _diff_dict(diff: Diff) -> dict[str, Any]:
 # --- CSV --------------------------------------------------------------------------------------
 
 
+_FORMULA_START: Final = ("=", "+", "-", "@")
+
+
+def _cell(text: str) -> str:
+    """A token or code cell a spreadsheet will not run as a formula: one that starts with =, +,
+    - or @ gets a leading ' (a plain negative number such as -999, or a lone -, is left alone).
+    The same rule as `poller reconcile --mismatches`."""
+    if text.startswith(_FORMULA_START):
+        rest = text[1:]
+        if not (text[0] == "-" and (not rest or (rest.isascii() and rest.isdigit()))):
+            return "'" + text
+    return text
+
+
+def _codes(old: str | None, new: str | None) -> str:
+    return _cell(f"{_show(old)}->{_show(new)}")
+
+
 def _csv(report: Report, diff: Diff | None) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -210,7 +230,7 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
     for status, n in report.by_status.items():
         yield "status", status.value, n, ""
     for code, n in report.by_result.items():
-        yield "result", code, n, meaning(code)
+        yield "result", _cell(code), n, meaning(code)
     yield "charges", "total", report.charge_count, ""
     rate = report.pass_rate
     yield (
@@ -220,9 +240,9 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
         _rate_note(report),
     )
     for code, n in report.error_codes.items():
-        yield "error_code", code, n, ""
+        yield "error_code", _cell(code), n, ""
     for item in report.not_final:
-        yield "not_final", item.token, item.entry.status.value, _show(item.entry.code)
+        yield "not_final", _cell(item.token), item.entry.status.value, _cell(_show(item.entry.code))
     files = report.lines.files
     for f in files:
         shown = ", ".join(str(n) for n in f.unreadable_lines)
@@ -246,18 +266,18 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
     for (old, new), n in diff.transitions.items():
         yield "transition", f"{old}->{new}", n, ""
     for (status, old_code, new_code), n in diff.code_changes.items():
-        yield "code_change", f"{_show(old_code)}->{_show(new_code)}", n, status.value
+        yield "code_change", _codes(old_code, new_code), n, status.value
     for change in diff.changed:
         yield (
             "changed",
-            change.token,
+            _cell(change.token),
             f"{change.old.status}->{change.new.status}",
-            f"{_show(change.old.code)}->{_show(change.new.code)}",
+            _codes(change.old.code, change.new.code),
         )
     for item in diff.only_in_newer:
-        yield "new", item.token, item.entry.status.value, _show(item.entry.code)
+        yield "new", _cell(item.token), item.entry.status.value, _cell(_show(item.entry.code))
     for item in diff.only_in_older:
-        yield "dropped", item.token, item.entry.status.value, _show(item.entry.code)
+        yield "dropped", _cell(item.token), item.entry.status.value, _cell(_show(item.entry.code))
 
 
 def _risk_rows(risk: RiskView) -> Iterable[tuple[str, str, object, str]]:
@@ -266,13 +286,13 @@ def _risk_rows(risk: RiskView) -> Iterable[tuple[str, str, object, str]]:
     for level, n in risk.device_levels.items():
         yield "device_level", level, n, ""
     for code, count in risk.attacks.items():
-        yield "attack", code, count.total, meaning(code)
-        yield "attack_in_result", code, count.in_result, ""
-        yield "attack_earlier_only", code, count.earlier_only, ""
+        yield "attack", _cell(code), count.total, meaning(code)
+        yield "attack_in_result", _cell(code), count.in_result, ""
+        yield "attack_earlier_only", _cell(code), count.earlier_only, ""
     yield "edited_pass", "total", risk.edited_passes, _edited_note(risk)
     yield "risk_score", "scored", risk.scored, SCORE_RULE
     for item in risk.top:
-        yield "top_risk", item.token, item.score, "; ".join(reasons(item.entry))
+        yield "top_risk", _cell(item.token), item.score, "; ".join(reasons(item.entry))
 
 
 # --- shared by text and markdown --------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from poller.api.outcomes import Status
-from poller.report._read import Entry, Index, LineReader, LineStats, TokenResult
+from poller.report._read import Entry, Index, LineReader, LineStats, TokenResult, line_loses
 from poller.report._risk import DEFAULT_TOP, RiskView, TopTokens, risk_view
 
 #: The statuses a call ended in an API error for; their `error.code` is broken down.
@@ -110,13 +110,14 @@ def summarize(
     """The figures of a results file, from its lines (streamed) or from an `Index` (one or more
     files); `top` is how many highest-risk tokens the risk view names.
 
-    From lines, memory does not grow with the file: a final line is counted at once and its token
-    forgotten; only tokens whose latest line is not final are held until a later line replaces
-    them (a held line with a later `checked_at` than the new one stays). This relies on how the
+    From lines, memory does not grow with the file: a final line from the API is counted at once
+    and its token forgotten; only tokens whose latest line is not final, or was decided locally
+    without a request (few), are held until a line replaces them (see poller/report/_read.py for
+    which line wins: a held API line is never replaced by a local one). This relies on how the
     poller writes (SPEC §4): a resumed run skips every token that already has a final line, so
     nothing follows a token's final line. A file that breaks this (two separate outputs joined
-    with `cat`) counts such a token once per final line; an `Index` (built for `--against` and
-    several files anyway) applies "the latest line wins" to every token.
+    with `cat`) counts such a token once per final API line, and a local line after one too; an
+    `Index` (built for `--against` and several files anyway) applies the rule to every token.
     """
     tally = _Tally(top)
     if isinstance(source, Index):
@@ -129,15 +130,16 @@ def summarize(
     # The per-line loop, inlined: it runs millions of times.
     counts = tally.counts
     offer = tally.top.offer
+    loses = line_loses
     for token, entry, when in reader.entries(source):
         if waiting:
             held = waiting.get(token)
             if held is not None:
                 superseded += 1
-                if when < held[0]:  # an older line than the one held: it loses
+                if loses(entry, when, held[1], held[0]):
                     continue
                 del waiting[token]
-        if entry.final:
+        if entry.final and not entry.local:
             counts[entry] += 1
             if entry.attack is not None or entry.device_level >= 3 or entry.edited:
                 offer(token, entry, reader.line_no)  # only these can score

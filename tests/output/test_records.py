@@ -16,9 +16,11 @@ from poller.api.reply import MAX_DEPTH
 from poller.config.settings import Detail
 from poller.output.records import (
     KEYS,
+    LOCAL_EXPIRY_CODE,
     ErrorInfo,
     build_record,
     encode_record,
+    is_local_line,
     rfc3339,
 )
 from tests.helpers import ok
@@ -323,3 +325,24 @@ def test_checked_at_is_the_whole_utc_second_whatever_the_cache_holds() -> None:
     for ts in stamps:
         expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
         assert rfc3339(ts) == expected.replace("+00:00", "Z"), ts
+
+
+def test_is_local_line_is_a_line_written_without_a_request() -> None:
+    local = build_record(
+        token=TOKEN,
+        status=Status.EXPIRED,
+        final=True,
+        attempts=0,
+        checked_at=T,
+        error=ErrorInfo(LOCAL_EXPIRY_CODE, "too old"),
+    )
+    asked = build_record(
+        token=TOKEN, status=Status.PASSED, final=True, attempts=1, checked_at=T, response=ok()
+    )
+    assert is_local_line(local)
+    assert is_local_line(json.loads(encode_record(local)))
+    assert not is_local_line(asked)
+    # Another writer's line without a usable count is taken as an API line.
+    for attempts in (None, False, "0", 0.5):
+        assert not is_local_line({**local, "attempts": attempts})
+    assert not is_local_line({"token": TOKEN})

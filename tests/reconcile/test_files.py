@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import stat
 from pathlib import Path
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 
 from poller.reconcile import MISMATCH_HEADER, Category, Reconciliation, Vocabulary, reconcile_files
-from poller.reconcile._files import ReconcileError, expand
+from poller.reconcile._files import ReconcileError, expand, spreadsheet_safe
 from poller.reconcile._records import RecordsError
 from poller.reconcile._vocabulary import parse_mapping
-from tests.reconcile.support import write_fixture
+from tests.reconcile.support import S, local_line, result_line, write_fixture
 
 C = Category
+DAY1, DAY2 = 1_764_400_000, 1_764_400_000 + 86_400
 
 
 @pytest.fixture
@@ -91,6 +93,35 @@ def test_all_agree_exits_0_and_not_final_only_on_request(tmp_path: Path) -> None
     assert rec.exit_status(fail_on_not_final=True) == 1
 
 
+def test_a_later_local_line_never_overrides_tencents_answer(tmp_path: Path) -> None:
+    ours = tmp_path / "ours.csv"
+    ours.write_text("token,outcome\nasked,passed\nnever-asked,passed\nbad-row,passed\n")
+    night1, night2 = tmp_path / "night1.jsonl", tmp_path / "night2.jsonl"
+    night1.write_bytes(result_line("asked", S.PASSED, at=DAY1))
+    # The next night reached the tokens after their 72 h, or found them malformed: no request.
+    night2.write_bytes(
+        local_line("asked", at=DAY2)
+        + local_line("never-asked", at=DAY2)
+        + local_line("bad-row", at=DAY2, too_old=False)
+    )
+    out = tmp_path / "m.csv"
+    rec = reconcile_files(str(ours), [str(night1), str(night2)], mismatches=str(out))
+    assert rec.counts[C.AGREE] == 1  # Tencent's passed from night 1 stands
+    # Tencent never answered the other two: nothing to agree or disagree with, no alarm.
+    assert rec.counts[C.NOT_FINAL] == 2
+    assert rec.counts[C.PASSED_NOT_PASSED] == rec.counts[C.DISAGREE] == 0
+    assert rec.exit_status() == 0
+    with out.open(newline="", encoding="utf-8") as f:
+        got = [[row[0], row[1], row[3], row[4]] for row in csv.reader(f)][1:]
+    assert got == [
+        ["bad-row", "not_final", "invalid_token", "InvalidInput"],
+        ["never-asked", "not_final", "expired", "TokenTooOld"],
+    ]
+    # Whatever the order the files are named in.
+    rec = reconcile_files(str(ours), [str(night2), str(night1)])
+    assert (rec.counts[C.AGREE], rec.counts[C.NOT_FINAL]) == (1, 2)
+
+
 def test_globs_expand_sorted_and_an_empty_glob_is_an_error(tmp_path: Path) -> None:
     for name in ("b.jsonl", "a.jsonl", "c.txt"):
         (tmp_path / name).write_text("")
@@ -145,6 +176,101 @@ def test_a_mismatches_path_that_cannot_be_written_fails_before_the_work(
     assert str(caught.value) == (
         f"cannot write the mismatches to {str(target)!r}: no such file or directory."
     )
+
+
+def test_a_failed_run_leaves_the_previous_mismatches_file_untouched(
+    fixture: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    ours, first, second = fixture
+    out = tmp_path / "m.csv"
+    out.write_text("yesterday's mismatches\n")
+    before = sorted(tmp_path.iterdir())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("token,status\na,approved\nb,maybe\n")
+    with pytest.raises(RecordsError, match="maybe"):
+        reconcile_files(str(bad), [str(first)], mismatches=str(out))
+    with pytest.raises(ReconcileError, match=r"nope\.jsonl"):
+        reconcile_files(str(ours), [str(first), str(tmp_path / "nope.jsonl")], mismatches=str(out))
+    assert out.read_text() == "yesterday's mismatches\n"
+    assert sorted(tmp_path.iterdir()) == sorted([*before, bad])  # no temporary file left
+    # Success replaces it, mode 0600 whatever the old file had, nothing left behind.
+    out.chmod(0o644)
+    reconcile_files(str(ours), [str(first), str(second)], mismatches=str(out))
+    assert out.read_text().startswith(",".join(MISMATCH_HEADER) + "\n")
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert sorted(tmp_path.iterdir()) == sorted([*before, bad])
+
+
+def test_the_mismatches_file_is_written_through_a_symlink(
+    fixture: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    ours, first, second = fixture
+    real = tmp_path / "reports" / "m.csv"
+    real.parent.mkdir()
+    link = tmp_path / "latest.csv"
+    link.symlink_to(real)
+    reconcile_files(str(ours), [str(first), str(second)], mismatches=str(link))
+    assert link.is_symlink()
+    assert real.read_text().startswith("token,category,")
+
+
+def test_a_directory_as_the_mismatches_path_fails_before_the_work(
+    fixture: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    ours, first, _ = fixture
+    with pytest.raises(ReconcileError, match=r"^cannot write the mismatches to .*: is a direct"):
+        reconcile_files(str(ours), [str(first)], mismatches=str(tmp_path))
+
+
+def test_the_mismatches_file_has_lf_line_ends_and_no_cell_starts_a_formula(
+    tmp_path: Path,
+) -> None:
+    ours = tmp_path / "o.csv"
+    ours.write_text('token,outcome\n=HYPERLINK("x"),passed\n@t,-999\nplain,approved\n+t,passed\n')
+    results = tmp_path / "r.jsonl"
+    results.write_bytes(
+        result_line('=HYPERLINK("x")', S.FAILED, result="-999", final=True)
+        + result_line("@t", S.PASSED)
+        + result_line("plain", S.FAILED, result="=1+1")
+        + result_line("-only-theirs", S.PASSED)
+    )
+    out = tmp_path / "m.csv"
+    reconcile_files(
+        str(ours),
+        [str(results)],
+        mismatches=str(out),
+        vocabulary=Vocabulary().with_mappings([parse_mapping("-999=pending")]),
+    )
+    data = out.read_bytes()
+    assert b"\r" not in data
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    assert [(r[0], r[4], r[7]) for r in rows[1:]] == [
+        ('\'=HYPERLINK("x")', "-999", "passed"),  # a negative code stays a number
+        ("plain", "'=1+1", "approved"),
+        ("'@t", "0", "-999"),
+        ("'-only-theirs", "0", ""),
+        ("'+t", "", "passed"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "shown"),
+    [
+        ("=1+1", "'=1+1"),
+        ("+1", "'+1"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("-1+cmd", "'-1+cmd"),
+        ("-999->0", "'-999->0"),
+        ("-999", "-999"),
+        ("-", "-"),
+        ("-\u0661", "'-\u0661"),  # an Arabic-Indic digit is no ASCII number
+        ("0", "0"),
+        ("", ""),
+        ("a=b", "a=b"),
+    ],
+)
+def test_spreadsheet_safe(cell: str, shown: str) -> None:
+    assert spreadsheet_safe(cell) == shown
 
 
 def test_a_hostile_token_in_the_mismatches_file_stays_one_csv_field(tmp_path: Path) -> None:

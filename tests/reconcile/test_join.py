@@ -40,6 +40,13 @@ def test_categorize(
     assert categorize(ours, theirs, final) is category
 
 
+@pytest.mark.parametrize("theirs", [S.EXPIRED, S.INVALID_TOKEN, S.PASSED])
+def test_a_line_decided_without_asking_is_never_a_verdict(theirs: Status) -> None:
+    for final in (True, False):
+        assert categorize(S.PASSED, theirs, final, asked=False) is C.NOT_FINAL
+        assert categorize(None, theirs, final, asked=False) is C.NOT_FINAL
+
+
 def test_the_dangerous_category_comes_first_and_alerts() -> None:
     assert next(iter(Category)) is C.PASSED_NOT_PASSED
     assert {C.PASSED_NOT_PASSED, C.DISAGREE, C.MISSING_IN_OURS, C.MISSING_IN_RESULTS} == ALERTING
@@ -68,6 +75,24 @@ def test_latest_line_wins_by_checked_at_then_file_then_line(tmp_path: Path) -> N
     assert tally.superseded == 3
     assert tally.result_tokens == 3
     assert tally.charges_by_day == {"2026-11-01": 2, "2026-11-02": 1}
+
+
+def test_an_api_line_beats_a_local_line_whatever_their_times(tmp_path: Path) -> None:
+    t1, t2, t3 = "2026-11-01T00:00:00Z", "2026-11-02T00:00:00Z", "2026-11-03T00:00:00Z"
+    results = [
+        their("a", t1, 0, 1, S.PASSED),
+        their("a", t2, 1, 1, S.EXPIRED)._replace(asked=False),  # later, but local: loses
+        their("b", t2, 0, 2, S.EXPIRED)._replace(asked=False),  # only local lines:
+        their("b", t3, 1, 2, S.INVALID_TOKEN)._replace(asked=False),  # the latest of them
+    ]
+    records = [OurRecord("a", S.PASSED, "ok", 2), OurRecord("b", S.PASSED, "ok", 3)]
+    got: list[Mismatch] = []
+    tally = join(records, results, str(tmp_path), on_mismatch=got.append)
+    assert tally.counts[C.AGREE] == 1
+    assert [(m.token, m.category, m.theirs, m.checked_at) for m in got] == [
+        ("b", C.NOT_FINAL, S.INVALID_TOKEN, t3)
+    ]
+    assert tally.superseded == 2
 
 
 def test_the_last_record_per_token_counts(tmp_path: Path) -> None:

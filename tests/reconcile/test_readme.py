@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from poller.api.outcomes import Status
-from poller.reconcile import DEFAULT_WORDS, Category, Vocabulary
+from poller.reconcile import DEFAULT_WORDS, MEANINGS, Category, Vocabulary
 from poller.reconcile._vocabulary import from_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -36,3 +36,13 @@ def test_the_config_example_parses_and_maps() -> None:
     vocabulary = Vocabulary().with_mappings(from_table(table["vocabulary"], "README"))
     assert vocabulary.status_of("greenlit") is Status.PASSED
     assert vocabulary.status_of("on hold") is Status.PENDING
+
+
+def test_the_not_final_meaning_covers_lines_written_without_asking() -> None:
+    # Local lines (attempts 0: TokenTooOld, InvalidInput) land in not_final too: say so.
+    (row,) = re.findall(r"^\| `not_final` \|(.*)$", _section(), flags=re.MULTILINE)
+    for text in (MEANINGS[Category.NOT_FINAL], row):
+        assert "pending" in text
+        assert "without asking" in text
+        assert "TokenTooOld" in text
+        assert "InvalidInput" in text

@@ -42,6 +42,15 @@ def test_jsonl_by_extension_and_by_content_with_numeric_codes() -> None:
     assert read("export.txt", data) == expected  # `{` first: JSON Lines
 
 
+@pytest.mark.parametrize("name", ["mine.jsonl", "export.txt", "-"])
+def test_a_bom_before_json_lines_is_skipped_by_name_and_by_content(name: str) -> None:
+    data = "\ufeff".encode() + b'{"token": "a", "result": 0}\n{"token": "b", "status": "denied"}\n'
+    assert read(name, data) == [
+        OurRecord("a", S.PASSED, "0", 1),
+        OurRecord("b", S.FAILED, "denied", 2),
+    ]
+
+
 def test_named_columns_win_over_the_defaults() -> None:
     data = b"token,ref,status,final_call\nx,y,pending,approved\n"
     assert read("m.csv", data, token_column="REF", outcome_column="final_call") == [
@@ -87,6 +96,16 @@ def test_jsonl_lines_may_change_their_field_names() -> None:
          "records file m.jsonl line 1: the token is empty or not a string."),
         ("m.jsonl", b'{"token": "a", "status": [1]}\n',
          "records file m.jsonl line 1: the outcome [1] is neither"),
+        ("m.jsonl", b'{"token": "\\ud800", "status": "ok"}\n',
+         "records file m.jsonl line 1: a string holds a lone surrogate escape"),
+        ("m.jsonl", b'{"token": "a", "status": "\xff"}\n',
+         "records file m.jsonl line 1: the text is not UTF-8."),
+        ("m.csv", b'token,decision\na,"ma\nybe"\n',
+         "records file m.csv line 3: the outcome 'ma\\nybe' is not in the vocabulary; it holds "
+         "a control character"),
+        ("m.jsonl", b'{"token": "a", "status": "\\u001b[31mno\\u001b[0m way"}\n',
+         "records file m.jsonl line 1: the outcome '\\x1b[31mno\\x1b[0m way' is not"),
+        ("m.csv", b'token,"out\ncome"\n', "records file m.csv has no outcome column"),
     ],
 )  # fmt: skip
 def test_malformed_records_are_one_sentence_naming_file_and_line(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from poller.api.outcomes import Status
-from poller.output.records import ErrorInfo, build_record, encode_record
+from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, build_record, encode_record
 from poller.report import (
     CSV_HEADER,
     configure_parser,
@@ -44,6 +44,33 @@ def line(
         checked_at=1_700_000_000,
         response=response,
         error=None if error is None else ErrorInfo(error, "message for " + error),
+    )
+    return encode_record(record)
+
+
+def at(token: str, status: Status, when: float, result: str = "0") -> bytes:
+    """An API line (attempts 1) checked at `when`."""
+    record = build_record(
+        token=token,
+        status=status,
+        final=status is not S.PENDING,
+        attempts=1,
+        checked_at=when,
+        response={"Result": result, "ChargeCount": 1},
+    )
+    return encode_record(record)
+
+
+def local(token: str, when: float, *, too_old: bool = True) -> bytes:
+    """A line the poller writes without asking Tencent (attempts 0): `TokenTooOld` (final) for
+    a token past its 72 h, `InvalidInput` (not final) for a bad input row."""
+    record = build_record(
+        token=token,
+        status=S.EXPIRED if too_old else S.INVALID_TOKEN,
+        final=too_old,
+        attempts=0,
+        checked_at=when,
+        error=ErrorInfo(LOCAL_EXPIRY_CODE if too_old else "InvalidInput", "decided locally"),
     )
     return encode_record(record)
 

@@ -18,7 +18,7 @@ from poller.output.records import build_record, encode_record
 from poller.report import (
     run_command,
 )
-from tests.report.support import NEWER, assert_one_sentence, csv_rows, parse
+from tests.report.support import NEWER, assert_one_sentence, csv_rows, local, parse
 
 
 def test_parser_defaults_and_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,6 +180,22 @@ def test_several_files_the_latest_checked_at_wins_then_file_then_line_order(
     text_out = tmp_path / "r.txt"
     assert run_command(parse(str(day1), str(day2), "--output", str(text_out))) == 0
     assert "Files (path, lines read, unreadable)" in text_out.read_text()
+
+
+def test_a_later_local_line_never_overrides_tencents_answer(tmp_path: Path) -> None:
+    night1, night2 = tmp_path / "night1.jsonl", tmp_path / "night2.jsonl"
+    night1.write_bytes(at("t", Status.PASSED, 100) + at("p", Status.PENDING, 100, "-999"))
+    # The next night reached both after their 72 h: lines written without a request.
+    night2.write_bytes(local("t", 200) + local("p", 200) + local("only-local", 200))
+    out = tmp_path / "r.json"
+    for order in ((night1, night2), (night2, night1)):
+        assert run_command(parse(*map(str, order), "--format", "json", "--output", str(out))) == 0
+        data = json.loads(out.read_text())
+        assert data["by_status"]["passed"] == 1
+        assert data["by_status"]["pending"] == 1  # Tencent's last word on it
+        assert data["by_status"]["expired"] == 1  # only-local: no answer to prefer
+        assert data["error_codes"] == {"TokenTooOld": 1}
+        assert data["lines"]["superseded"] == 2
 
 
 def test_a_quoted_pattern_is_expanded_by_name_and_a_file_is_read_once(tmp_path: Path) -> None:

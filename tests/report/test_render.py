@@ -13,6 +13,7 @@ from poller.report import (
     Report,
     as_dict,
     diff,
+    load,
     render,
     summarize,
 )
@@ -158,6 +159,30 @@ def test_tokens_cannot_smuggle_control_characters_into_text_or_markdown() -> Non
     # Machine formats keep the token exactly.
     assert [r[1] for r in csv_rows(render(report, fmt="csv")) if r[0] == "not_final"] == [evil]
     assert json.loads(render(report, fmt="json"))["not_final"][0]["token"] == evil
+
+
+def test_csv_token_and_code_cells_cannot_start_a_spreadsheet_formula() -> None:
+    older = load([line("=HYPERLINK(1)", S.PENDING, result="-999")], "older")
+    newer_lines = [
+        line("=HYPERLINK(1)", S.PASSED, result="0"),
+        line("@SUM(A1)", S.PENDING, result="-999"),
+        line("+t", S.FAILED, result="=1+1"),
+        line("-t", S.ERROR, final=False, error="-cmd"),
+        line("-5", S.FAILED, result="2015"),  # a number as a token is left as it is too
+    ]
+    text = render(summarize(newer_lines), diff(older, load(newer_lines, "newer")), "csv")
+    rows = csv_rows(text)
+    keys = {(r[0], r[1]) for r in rows}
+    assert {("not_final", "'@SUM(A1)"), ("not_final", "'-t"), ("new", "'+t"), ("new", "-5")} <= keys
+    assert ("changed", "'=HYPERLINK(1)") in keys
+    assert ("result", "'=1+1") in keys
+    assert ("result", "-999") in keys
+    assert ("error_code", "'-cmd") in keys
+    changed = next(r for r in rows if r[0] == "changed")
+    assert changed[3] == "'-999->0"  # "-999->0" would be a formula
+    not_final = {r[1]: r[3] for r in rows if r[0] == "not_final"}
+    assert not_final == {"'@SUM(A1)": "-999", "'-t": "'-cmd"}
+    assert "\r" not in text
 
 
 def test_render_rejects_an_unknown_format_and_a_negative_limit(report: Report) -> None:

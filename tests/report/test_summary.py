@@ -15,7 +15,7 @@ from poller.report import (
     render,
     summarize,
 )
-from tests.report.support import EXPIRED, ILLEGAL, NEWER, S, line, synthetic
+from tests.report.support import EXPIRED, ILLEGAL, NEWER, S, at, line, local, synthetic
 
 
 def test_token_and_line_counts(report: Report) -> None:
@@ -129,6 +129,26 @@ def test_meaning_table_has_no_code_beyond_spec() -> None:
 
 def test_streaming_and_index_agree_on_a_file_the_poller_wrote() -> None:
     assert summarize(iter(NEWER)) == summarize(load(iter(NEWER)))
+
+
+def test_in_one_file_a_local_line_never_replaces_an_api_line() -> None:
+    # A resumed run appends to the same file: a pending token later found too old, a token
+    # first found too old then asked (its input corrected), a bad row.
+    lines = [
+        at("pending-then-old", S.PENDING, 100, "-999"),
+        local("pending-then-old", 200),
+        local("old-then-asked", 100),
+        at("old-then-asked", S.PASSED, 50),  # older, but Tencent's: it wins
+        local("bad-row", 100, too_old=False),
+    ]
+    streamed = summarize(iter(lines))
+    assert streamed == summarize(load(iter(lines)))
+    assert streamed.tokens == 3
+    assert streamed.by_status[S.PENDING] == 1
+    assert streamed.by_status[S.PASSED] == 1
+    assert streamed.by_status[S.INVALID_TOKEN] == 1
+    assert streamed.by_status[S.EXPIRED] == 0
+    assert streamed.lines.superseded == 2
 
 
 def test_summary_memory_does_not_grow_with_the_file() -> None:
