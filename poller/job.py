@@ -40,6 +40,7 @@ from poller.input.tokens import (
 )
 from poller.input.triage import Triage
 from poller.observability.progress import Progress
+from poller.output.earlier import EarlierResults, load_earlier_results
 from poller.output.lock import OutputLock
 from poller.output.resume import ResumeState, load_resume_state
 from poller.output.sink import JsonlSink, OutputFileError, Sink
@@ -106,6 +107,7 @@ async def run_job(
     *,
     already_final: Callable[[str], bool] | None = None,
     expired_before: Callable[[str], bool] | None = None,
+    earlier: EarlierResults | None = None,
     handle_signals: bool = False,
     progress: bool = False,
     progress_interval: float = 60.0,
@@ -125,6 +127,8 @@ async def run_job(
             sink,
             already_final=already_final,
             expired_before=expired_before,
+            final_earlier=earlier.is_final if earlier else None,
+            expired_earlier=earlier.was_expired_locally if earlier else None,
         )
         loop = asyncio.get_running_loop()
         stopper = _Stopper(engine, settings.grace_period)
@@ -187,6 +191,8 @@ class BatchSummary:
     stats: RunStats = field(repr=False)
     pacer: Pacer = field(repr=False)  # the pace the run kept (slowdowns, effective rate)
     resumed: ResumeState | None = field(default=None, repr=False)  # None: "-" or not a file
+    # The index over settings.skip_final_in (None when it is empty).
+    earlier: EarlierResults | None = field(default=None, repr=False)
 
     @property
     def exit_status(self) -> int:
@@ -209,6 +215,11 @@ class BatchSummary:
     @property
     def skipped_final(self) -> int:
         return self.stats.skipped_final
+
+    @property
+    def final_earlier(self) -> int:
+        """Tokens skipped as final in an earlier run's file (settings.skip_final_in)."""
+        return self.stats.final_earlier
 
     @property
     def requests(self) -> int:
@@ -244,11 +255,13 @@ def run_batch(
     no resume (the sink is yours to close).
 
     Resumes as the command does: tokens whose last line in `output` is final are skipped, the
-    rest appended; a line torn by a crash is set aside. One run per output at a time: another
-    one holding it raises `LockedError`. `fresh` empties the file first, and refuses a file that
-    holds results unless `force`. `progress` shows the command's progress bar on stderr;
-    `handle_signals` makes SIGINT/SIGTERM stop the run gracefully (main thread only);
-    `count_entries` gives the bar its total. Settings' `metrics_file` is written if set.
+    rest appended; a line torn by a crash is set aside. Tokens final in any file of settings'
+    `skip_final_in` (earlier nights' outputs, globs allowed) are skipped with no line. One
+    run per output at a time: another one holding it raises `LockedError`. `fresh` empties the
+    file first, and refuses a file that holds results unless `force`. `progress` shows the
+    command's progress bar on stderr; `handle_signals` makes SIGINT/SIGTERM stop the run
+    gracefully (main thread only); `count_entries` gives the bar its total. Settings'
+    `metrics_file` is written if set.
 
     Raises a `PollerError` (one sentence) for anything the caller can fix: `ConfigError`,
     `InputError`, `ResumeError`/`LockedError`, `OutputFileError`. A failure during the run (a
@@ -271,6 +284,7 @@ def run_batch(
         raise OutputFileError(
             f"run_batch() writes to a path or a Sink, not {type(output).__name__}."
         )
+    earlier = _load_earlier(settings)
     with contextlib.ExitStack() as stack:
         state: ResumeState | None = None
         if resumable:
@@ -303,6 +317,7 @@ def run_batch(
                 sink,
                 already_final=state.is_final if state else None,
                 expired_before=state.was_expired_locally if state else None,
+                earlier=earlier,
                 handle_signals=handle_signals,
                 progress=progress,
                 progress_interval=settings.progress_interval,
@@ -312,7 +327,17 @@ def run_batch(
         )
     if close_errors and engine.stats.local_error is None:
         engine.stats.local_error = close_errors[0]
-    return BatchSummary(path, engine.stats, engine.pacer, state)
+    return BatchSummary(path, engine.stats, engine.pacer, state, earlier)
+
+
+def _load_earlier(settings: Settings) -> EarlierResults | None:
+    """The index over settings.skip_final_in, read before the output is touched: a glob that
+    matches nothing or an unreadable file is a `ResumeError` (exit 2) before any request."""
+    if not settings.skip_final_in:
+        return None
+    earlier = load_earlier_results(settings.skip_final_in)
+    log.info("skipping what earlier runs settled: %s", earlier.summary())
+    return earlier
 
 
 def _open_sink(path: str) -> JsonlSink:
@@ -363,6 +388,7 @@ def plan_batch(
     """What `run_batch` would do (`poller run --dry-run`): the input read, checked and
     de-duplicated against what `output` already holds; no request, nothing written."""
     path = os.fspath(output)
+    earlier = _load_earlier(settings)
     state = None
     if _is_resumable(path) and not fresh:
         state = load_resume_state(path, set_aside=False)
@@ -371,6 +397,8 @@ def plan_batch(
         clock=time.time,
         already_final=state.is_final if state else None,
         expired_before=state.was_expired_locally if state else None,
+        final_earlier=earlier.is_final if earlier else None,
+        expired_earlier=earlier.was_expired_locally if earlier else None,
     )
     return make_plan(iter(as_items(tokens)), triage)
 
