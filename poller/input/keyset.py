@@ -1,31 +1,34 @@
-"""A set of 64-bit token keys that costs ~9 bytes a key instead of a Python set's ~76.
+"""A set of 64-bit token keys that costs ~12 bytes a key instead of a Python set's ~76.
 
 De-duplication (`triage`), resume (`poller.output.resume`) and the earlier-runs index
 (`poller.output.earlier`) each hold one key per token; at 5 million tokens three Python sets
-of ints would take over 1 GB. Here the keys are 8-byte strings packed into buckets:
+of ints would take over 1 GB. Here the keys are packed into 65,536 bytearray buckets:
 
 - Small sets stay a plain `set` (up to `SMALL_LIMIT` keys, ~5 MB): a nightly run of a few
   thousand tokens pays nothing, and `python -m bench cpu` (8,000 tokens) never leaves it.
-- Past that the keys move into `1 << BUCKET_BITS` bytearrays, chosen by the key's low bits
-  (the keys are SipHash values, so the buckets fill evenly: ~76 keys each at 5 million). A
-  lookup is one `bytearray.find` of the key's 8 bytes, a C scan of a few hundred bytes; a
-  match counts only at a multiple of 8 (a key's bytes can also appear straddling two keys).
-  Adding appends, so memory grows by the key and never doubles for a moment.
+- Past that each key goes to the bucket of its low 16 bits (the keys are SipHash values, so
+  the buckets fill evenly: ~76 keys each at 5 million), which stores the other 48 bits as 6
+  bytes: bucket and bytes together are the whole key, so membership is exact. A lookup is one
+  `bytearray.find`, a C scan of a few hundred bytes; a match counts only at a multiple of 6 (a
+  key's bytes can also appear straddling two keys). Adding appends: memory grows by the key and
+  never doubles for a moment, as a rebuilt table would.
 
-Membership is exact: the whole 8 bytes are compared. (Two *tokens* sharing a key is the
-64-bit hash's business; keys.py gives the odds.) Measured here at 5 million keys: ~9.3 bytes a
-key (bytearrays over-allocate by ~1/8), an add or a lookup ~3.5x a `set`'s time (on a busy
-machine: 2.9 against 0.83 us). Considered and not taken: `array('q')` buckets kept sorted
-for `bisect` (measured ~2x slower: each probe makes a Python int), sorted runs merged in
-batches (a merge in pure Python re-creates every key as an int, so each merge costs as much as
-the build), an open-addressing table (doubles while it grows: two tables alive at once, and
-rehashing in Python takes seconds), numpy (not installed here, ~100 ms to import, and no
-faster for one key per call), sortedcontainers (Python ints inside: the set's ~76 bytes).
+(Two *tokens* sharing a key is the 64-bit hash's business; keys.py gives the odds.)
+
+Measured here for 5 million random keys (one process each, the figure over its start): 6-byte
+keys in 65,536 buckets 59 MB and 8.3 s to add them all; 8-byte keys 88 MB and 7.4 s (growing
+buffers fragment the small-object allocator: with PYTHONMALLOC=malloc the same took 54 MB);
+8-byte keys in 4,096 buckets 61 MB but 15.6 s (longer scans); a Python set ~380 MB. Considered
+and not taken: `array('q')` buckets kept sorted for `bisect` (about twice as slow per key as
+`find`: each probe makes a Python int), sorted runs merged in batches (a merge in pure Python
+re-creates every key as an int, so each merge costs as much as the build), an open-addressing
+table (two tables alive while it grows, and rehashing in Python takes seconds), numpy (not
+installed, ~100 ms to import, and no faster for one key per call), sortedcontainers (Python
+ints inside: a set's ~76 bytes a key).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator, MutableSet
 from typing import Final
 
@@ -33,10 +36,12 @@ __all__ = ["KeySet"]
 
 #: Keys kept in a plain set before the set moves into the buckets (~5 MB of Python ints).
 SMALL_LIMIT: Final = 1 << 16
-#: 65,536 buckets: ~76 keys (608 bytes) each at 5 million keys; ~4 MB when nearly empty.
+#: The bucket is the key's low 16 bits; its 6 stored bytes are the other 48 (little-endian).
 BUCKET_BITS: Final = 16
 _MASK: Final = (1 << BUCKET_BITS) - 1
-_ORDER: Final = sys.byteorder
+_WIDTH: Final = 6
+_LOW: Final = -(1 << 63)
+_HIGH: Final = (1 << 63) - 1
 
 
 class KeySet(MutableSet[int]):
@@ -59,13 +64,12 @@ class KeySet(MutableSet[int]):
         small = self._small
         if small is not None:
             return key in small
-        if not isinstance(key, int):
+        if not isinstance(key, int) or not _LOW <= key <= _HIGH:
             return False
-        try:
-            packed = key.to_bytes(8, _ORDER, signed=True)
-        except OverflowError:
-            return False
-        return _find(self._buckets[key & _MASK], packed) >= 0
+        return (
+            _find(self._buckets[key & _MASK], (key >> 16).to_bytes(_WIDTH, "little", signed=True))
+            >= 0
+        )
 
     def add(self, key: int) -> None:
         self.add_new(key)
@@ -76,14 +80,21 @@ class KeySet(MutableSet[int]):
         if small is not None:
             if key in small:
                 return False
-            key.to_bytes(8, _ORDER, signed=True)  # OverflowError now, not at the spill
+            if not _LOW <= key <= _HIGH:
+                raise OverflowError(f"a KeySet holds signed 64-bit keys, not {key}")
             small.add(key)
             if len(small) > self._limit:
                 self._spill(small)
             return True
-        packed = key.to_bytes(8, _ORDER, signed=True)
+        if not _LOW <= key <= _HIGH:
+            raise OverflowError(f"a KeySet holds signed 64-bit keys, not {key}")
+        # Inlined `_find`: this is the hot path of de-duplication and of reading results files.
+        packed = (key >> 16).to_bytes(_WIDTH, "little", signed=True)
         bucket = self._buckets[key & _MASK]
-        if _find(bucket, packed) >= 0:
+        at = bucket.find(packed)
+        while at > 0 and at % _WIDTH:
+            at = bucket.find(packed, at + 1)
+        if at >= 0:
             return False
         bucket += packed
         self._count += 1
@@ -94,14 +105,12 @@ class KeySet(MutableSet[int]):
         if small is not None:
             small.discard(key)
             return
-        try:
-            packed = key.to_bytes(8, _ORDER, signed=True)
-        except OverflowError:
+        if not _LOW <= key <= _HIGH:
             return
         bucket = self._buckets[key & _MASK]
-        at = _find(bucket, packed)
+        at = _find(bucket, (key >> 16).to_bytes(_WIDTH, "little", signed=True))
         if at >= 0:
-            del bucket[at : at + 8]
+            del bucket[at : at + _WIDTH]
             self._count -= 1
 
     def __len__(self) -> int:
@@ -112,9 +121,9 @@ class KeySet(MutableSet[int]):
         if self._small is not None:
             return iter(self._small)
         return (
-            int.from_bytes(bucket[at : at + 8], _ORDER, signed=True)
-            for bucket in self._buckets
-            for at in range(0, len(bucket), 8)
+            int.from_bytes(bucket[at : at + _WIDTH], "little", signed=True) << 16 | low
+            for low, bucket in enumerate(self._buckets)
+            for at in range(0, len(bucket), _WIDTH)
         )
 
     def __repr__(self) -> str:
@@ -131,15 +140,15 @@ class KeySet(MutableSet[int]):
         """Moves the keys from the small set into the buckets, once and for good."""
         buckets = [bytearray() for _ in range(1 << BUCKET_BITS)]
         for key in small:
-            buckets[key & _MASK] += key.to_bytes(8, _ORDER, signed=True)
+            buckets[key & _MASK] += (key >> 16).to_bytes(_WIDTH, "little", signed=True)
         self._buckets = buckets
         self._count = len(small)
         self._small = None
 
 
 def _find(bucket: bytearray, packed: bytes) -> int:
-    """Where `packed` starts in `bucket` at a key boundary (a multiple of 8), or -1."""
+    """Where `packed` starts in `bucket` at a key boundary (a multiple of 6), or -1."""
     at = bucket.find(packed)
-    while at & 7 and at > 0:
+    while at > 0 and at % _WIDTH:
         at = bucket.find(packed, at + 1)
     return at
