@@ -183,6 +183,8 @@ class _Scanner:
         st = self.state
         keys = st.final_keys
         local = st.expired_local_keys
+        # Whether `local` may hold keys, kept here: `if local` on a KeySet is a Python call.
+        any_local = bool(local)
         add = keys.add_new
         sticky = self.sticky
         match = _HEAD.match
@@ -197,6 +199,7 @@ class _Scanner:
             m = match(buf, pos, nl)
             if m is None or not buf.endswith(b"}", pos, nl) or find(second_head, m.end(), nl) >= 0:
                 self._slow(buf[pos:nl], lineno)
+                any_local = bool(local)  # the exact path may have added to it
                 pos = nl + 1
                 continue
             raw = m["token"]  # the token string's bytes, between the quotes
@@ -204,6 +207,7 @@ class _Scanner:
                 key = self._token_key(raw)
                 if key is None:  # not UTF-8: json.loads will refuse the line as well
                     self._slow(buf[pos:nl], lineno)
+                    any_local = bool(local)
                     pos = nl + 1
                     continue
             else:
@@ -212,17 +216,18 @@ class _Scanner:
                 not_final += 1
                 if not sticky:
                     keys.discard(key)
-                    if local:
+                    if any_local:
                         local.discard(key)
             elif m["status"] == b"expired" and find(_TOO_OLD, m.end(), nl) >= 0:
                 final += 1
                 local.add(key)  # rare: expired lines are checked for their code only
+                any_local = True
                 if not sticky:
                     keys.discard(key)
             else:
                 final += 1
                 add(key)
-                if local and not sticky:
+                if any_local and not sticky:
                     local.discard(key)
             pos = nl + 1
         st.fast_lines += final + not_final

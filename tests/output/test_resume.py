@@ -435,3 +435,16 @@ def test_a_not_final_expired_line_is_no_local_expiry(tmp_path: Path, fast: bool)
     assert (state.final, state.not_final, state.fast_lines) == (0, 1, int(fast))
     assert not state.is_final("tok")
     assert not state.was_expired_locally("tok")
+
+
+def test_a_local_expiry_read_by_the_exact_path_is_undone_by_a_later_fast_final_line(
+    out: Path,
+) -> None:
+    # Regression (issue 11): the fast path keeps "may the local-expiry set hold keys?" in a
+    # local; a line read by the exact path (keys in another order) must update it too.
+    slow = {"final": True, "status": "expired", "token": "t", "error": {"code": "TokenTooOld"}}
+    fast = b'{"token":"t","status":"passed","final":true,"attempts":1}\n'
+    write(out, json.dumps(slow).encode() + b"\n", fast)
+    state = load_resume_state(str(out))
+    assert state.is_final("t")
+    assert not state.was_expired_locally("t")
