@@ -44,9 +44,7 @@ class Sizes:
 
     quota_seconds: float  # how long each paced run should last
     cpu_tokens: int
-    scale_tokens: int
-    scale_run_seconds: float  # SIGTERM the real scaled run after this long
-    resume_lines: int
+    scale_tokens: int  # the Scale input, the output resumed from and the earlier file alike
     startup_runs: int
 
     @classmethod
@@ -54,9 +52,7 @@ class Sizes:
         return cls(
             quota_seconds=16.0,
             cpu_tokens=8_000,
-            scale_tokens=1_000_000,
-            scale_run_seconds=20.0,
-            resume_lines=1_000_000,
+            scale_tokens=5_000_000,
             startup_runs=5,
         )
 
@@ -65,9 +61,7 @@ class Sizes:
         return cls(
             quota_seconds=3.0,
             cpu_tokens=500,
-            scale_tokens=20_000,
-            scale_run_seconds=3.0,
-            resume_lines=20_000,
+            scale_tokens=100_000,
             startup_runs=2,
         )
 

@@ -121,6 +121,13 @@ def _add_run_parser(sub: Any) -> None:
         help="read and check the input and settings, print the plan; make no request",
     )
     p.add_argument(
+        "--skip-final-in",
+        action="append",
+        metavar="PATH",
+        help="an earlier run's output (repeatable; a glob is fine): tokens final there are not "
+        "asked again and get no line (pending and error lines there are asked again)",
+    )
+    p.add_argument(
         "--metrics-file",
         metavar="PATH",
         help="write Prometheus text metrics here (atomically, every 15 s and at exit), "
@@ -207,6 +214,7 @@ RUN_FLAGS = (
     "max_token_age",
     "grace_period",
     "metrics_file",
+    "skip_final_in",
     "log_format",
     "progress_interval",
     "stop_after",
@@ -313,7 +321,8 @@ def _run_command(args: argparse.Namespace) -> int:
             else "the lines already written are all there is of this run"
         )
         print(f"poller: error: the run stopped: {stats.local_error}; {kept}.", file=sys.stderr)
-    if stats.tokens == 0 and not (stats.skipped_final or stats.duplicates or stats.stopped_by):
+    skipped = stats.skipped_final or stats.final_earlier or stats.duplicates
+    if stats.tokens == 0 and not (skipped or stats.stopped_by):
         # An empty night is legal, but from cron it looks just like a failed export.
         log.warning("warning: the input held no tokens: nothing was queried")
     return stats.exit_status()

@@ -42,6 +42,7 @@ from poller.input.reader import run_in_daemon_thread
 from poller.input.tokens import InputItem, TokenEntry
 from poller.input.triage import Triage, Verdict
 from poller.observability.progress import Progress
+from poller.output.earlier import EarlierResults, load_earlier_results
 from poller.output.lock import OutputLock
 from poller.output.resume import ResumeState, load_resume_state
 from poller.output.sink import JsonlSink, OutputFileError, Sink
@@ -139,6 +140,7 @@ async def run_job(
     *,
     already_final: Callable[[str], bool] | None = None,
     expired_before: Callable[[str], bool] | None = None,
+    earlier: EarlierResults | None = None,
     handle_signals: bool = False,
     progress: bool = False,
     progress_interval: float = 60.0,
@@ -166,6 +168,8 @@ async def run_job(
             sink,
             already_final=already_final,
             expired_before=expired_before,
+            final_earlier=earlier.is_final if earlier else None,
+            expired_earlier=earlier.was_expired_locally if earlier else None,
         )
         loop = asyncio.get_running_loop()
         stopper = _Stopper(engine, settings.grace_period)
@@ -238,6 +242,8 @@ class BatchSummary:
     stats: RunStats = field(repr=False)
     pacer: Pacer = field(repr=False)  # the pace the run kept (slowdowns, effective rate)
     resumed: ResumeState | None = field(default=None, repr=False)  # None: "-" or not a file
+    # The index over settings.skip_final_in (None when it is empty).
+    earlier: EarlierResults | None = field(default=None, repr=False)
 
     @property
     def exit_status(self) -> int:
@@ -260,6 +266,11 @@ class BatchSummary:
     @property
     def skipped_final(self) -> int:
         return self.stats.skipped_final
+
+    @property
+    def final_earlier(self) -> int:
+        """Tokens skipped as final in an earlier run's file (settings.skip_final_in)."""
+        return self.stats.final_earlier
 
     @property
     def requests(self) -> int:
@@ -296,11 +307,13 @@ def run_batch(
     no resume (the sink is yours to close).
 
     Resumes as the command does: tokens whose last line in `output` is final are skipped, the
-    rest appended; a line torn by a crash is set aside. One run per output at a time: another
-    one holding it raises `LockedError`. `fresh` empties the file first, and refuses a file that
-    holds results unless `force`. `progress` shows the command's progress bar on stderr;
-    `handle_signals` makes SIGINT/SIGTERM stop the run gracefully (main thread only);
-    `count_entries` gives the bar its total. Settings' `metrics_file` is written if set.
+    rest appended; a line torn by a crash is set aside. Tokens final in any file of settings'
+    `skip_final_in` (earlier nights' outputs, globs allowed) are skipped with no line. One
+    run per output at a time: another one holding it raises `LockedError`. `fresh` empties the
+    file first, and refuses a file that holds results unless `force`. `progress` shows the
+    command's progress bar on stderr; `handle_signals` makes SIGINT/SIGTERM stop the run
+    gracefully (main thread only); `count_entries` gives the bar its total. Settings'
+    `metrics_file` is written if set.
 
     `reread` is a second, independent read of the same input (`poller run` passes one for a
     regular file; a collection of tokens is re-read without it): with it the run logs at its
@@ -332,6 +345,7 @@ def run_batch(
         raise OutputFileError(
             f"run_batch() writes to a path or a Sink, not {type(output).__name__}."
         )
+    earlier = _load_earlier(settings)
     with contextlib.ExitStack() as stack:
         state: ResumeState | None = None
         if resumable:
@@ -365,7 +379,7 @@ def run_batch(
 
         estimate = None
         if reread is not None and settings.max_token_age > 0:
-            estimate = functools.partial(_estimate, reread, settings, state)
+            estimate = functools.partial(_estimate, reread, settings, state, earlier)
         elif settings.max_token_age > 0 and settings.order == "input":
             log.info(
                 "deadlines: the input streams (a pipe), so how many tokens would pass their "
@@ -380,6 +394,7 @@ def run_batch(
                 sink,
                 already_final=state.is_final if state else None,
                 expired_before=state.was_expired_locally if state else None,
+                earlier=earlier,
                 handle_signals=handle_signals,
                 progress=progress,
                 progress_interval=settings.progress_interval,
@@ -392,7 +407,17 @@ def run_batch(
         )
     if close_errors and engine.stats.local_error is None:
         engine.stats.local_error = close_errors[0]
-    return BatchSummary(path, engine.stats, engine.pacer, state)
+    return BatchSummary(path, engine.stats, engine.pacer, state, earlier)
+
+
+def _load_earlier(settings: Settings) -> EarlierResults | None:
+    """The index over settings.skip_final_in, read before the output is touched: a glob that
+    matches nothing or an unreadable file is a `ResumeError` (exit 2) before any request."""
+    if not settings.skip_final_in:
+        return None
+    earlier = load_earlier_results(settings.skip_final_in)
+    log.info("skipping what earlier runs settled: %s", earlier.summary())
+    return earlier
 
 
 def _open_sink(path: str) -> JsonlSink:
@@ -454,7 +479,10 @@ _STATUSES = frozenset(status.value for status in Status)
 
 
 def _estimate(
-    reread: Callable[[], Iterable[InputItem]], settings: Settings, state: ResumeState | None
+    reread: Callable[[], Iterable[InputItem]],
+    settings: Settings,
+    state: ResumeState | None,
+    earlier: EarlierResults | None,
 ) -> Plan | None:
     """The input read once more and triaged as the run does: the deadline line, and the
     tokens the run will ask (for an exact "not reached" after `--stop-after`).
@@ -468,7 +496,7 @@ def _estimate(
             if not any(isinstance(item, TokenEntry) and item.issued_at for item in head):
                 return None
             items = itertools.chain(head, items)
-        return _plan(items, settings, state)
+        return _plan(items, settings, state, earlier)
     except PollerError as exc:  # the run's own reader reports a broken input: only note it
         log.debug("no deadline estimate: %s", exc)
         return None
@@ -478,12 +506,20 @@ def _estimate(
 UNDATED_PROBE = 1000
 
 
-def _plan(tokens: Iterable[str | InputItem], settings: Settings, state: ResumeState | None) -> Plan:
+def _plan(
+    tokens: Iterable[str | InputItem],
+    settings: Settings,
+    state: ResumeState | None,
+    earlier: EarlierResults | None,
+) -> Plan:
+    """The input triaged as the run triages it: resume state and earlier runs included."""
     triage = Triage(
         max_token_age=settings.max_token_age,
         clock=time.time,
         already_final=state.is_final if state else None,
         expired_before=state.was_expired_locally if state else None,
+        final_earlier=earlier.is_final if earlier else None,
+        expired_earlier=earlier.was_expired_locally if earlier else None,
     )
     deadlines = None
     if settings.max_token_age > 0:
@@ -501,12 +537,13 @@ def plan_batch(
     """What `run_batch` would do (`poller run --dry-run`): the input read, checked and
     de-duplicated against what `output` already holds; no request, nothing written."""
     path = os.fspath(output)
+    earlier = _load_earlier(settings)
     state = None
     if _is_resumable(path):
         _refuse_a_foreign_file(path)  # as the run would: the plan must not promise a run
     if _is_resumable(path) and not fresh:
         state = load_resume_state(path, set_aside=False)
-    return _plan(tokens, settings, state)
+    return _plan(tokens, settings, state, earlier)
 
 
 def _refuse_running_loop(what: str) -> None:

@@ -67,7 +67,7 @@ def test_second_run_asks_only_what_is_not_final(
     # The second run read the first run's three lines, found "a" final, and said so in numbers.
     assert "3 lines read: 1 final, 2 not final, 0 unreadable; tokens already final: 1" in err
     assert "summary: 2 tokens" in err
-    assert "skipped: already final 1, duplicates 0" in err
+    assert "skipped: already final 1, final in an earlier run 0, duplicates 0" in err
 
 
 def test_a_torn_last_line_is_set_aside_and_its_token_asked_again(tmp_path: Path) -> None:

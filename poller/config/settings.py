@@ -95,6 +95,10 @@ class Settings:
     ca_bundle: str = ""
     max_response_bytes: int = 8 * 1024 * 1024
     input_format: str = ""  # "", "text", "csv" or "jsonl" ("" = by file extension)
+    # Results files of earlier runs (paths or globs): a token with a final line in any of them
+    # is not asked again and gets no line (SPEC §9). In FACEID_POLLER_SKIP_FINAL_IN the paths
+    # are separated by os.pathsep (":" on Linux and macOS, ";" on Windows), as in PATH.
+    skip_final_in: tuple[str, ...] = ()
     # Prometheus text metrics for node_exporter's textfile collector, replaced atomically every
     # 15 s and at exit; "" writes none.
     metrics_file: str = ""
@@ -131,13 +135,20 @@ def _suggest(key: str, valid: tuple[str, ...]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _kind(default: object) -> str:
+#: Settings that are lists of paths: in the environment they split on os.pathsep, like PATH
+#: (a path may hold a comma), and a number is no path.
+PATH_LISTS: tuple[str, ...] = ("skip_final_in",)
+
+
+def _kind(default: object, name: str = "") -> str:
     if isinstance(default, Detail):
         return "'full' or 'summary'"
     if isinstance(default, float):
         return "a finite number"
     if isinstance(default, int):
         return "a whole number"
+    if name in PATH_LISTS:
+        return "a list of paths (strings)"
     if isinstance(default, tuple):
         return "a list of codes (strings)"
     return "a string"
@@ -169,6 +180,12 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise TypeError
             return int(value)
+        if name in PATH_LISTS:
+            if isinstance(value, str):
+                value = [v for v in value.split(os.pathsep) if v.strip()]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            return tuple(value)
         if isinstance(default, tuple):
             if isinstance(value, str):
                 value = [v.strip() for v in value.split(",") if v.strip()]
@@ -182,7 +199,7 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             raise TypeError
         return value
     except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"{where} must be {_kind(default)}, got {value!r}.") from None
+        raise ConfigError(f"{where} must be {_kind(default, name)}, got {value!r}.") from None
 
 
 def load_toml(path: str) -> dict[str, Any]:

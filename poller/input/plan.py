@@ -115,6 +115,7 @@ def format_plan(plan: Plan, settings: Settings, *, tokens: str, output: str) -> 
     rows = [
         ("to query", to_query),
         (f"skipped, already final in {output}", c[Verdict.ALREADY_FINAL]),
+        ("skipped, final in an earlier run (--skip-final-in)", c[Verdict.FINAL_EARLIER]),
         (f"expired, issued over {settings.max_token_age / 3600:.3g} h ago", c[Verdict.EXPIRED]),
         ("invalid (an invalid_token line each)", c[Verdict.INVALID]),
         ("duplicates (reported once)", c[Verdict.DUPLICATE]),

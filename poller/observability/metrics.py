@@ -155,6 +155,12 @@ class _Snapshot:
             "Tokens skipped because the output file already has a final line for them.",
             stats.skipped_final,
         )
+        yield gauge(
+            "final_earlier_skipped",
+            "Tokens skipped because an earlier run's results file (--skip-final-in) has a "
+            "final line for them; they get no line in this run.",
+            stats.final_earlier,
+        )
         yield counter(
             "requests", "API requests sent in this run, retries included.", stats.requests
         )

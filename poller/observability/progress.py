@@ -105,7 +105,12 @@ class Progress:
     @property
     def done(self) -> int:
         """Input entries dealt with: lines written plus entries skipped without a line."""
-        return self.stats.tokens + self.stats.duplicates + self.stats.skipped_final
+        return (
+            self.stats.tokens
+            + self.stats.duplicates
+            + self.stats.skipped_final
+            + self.stats.final_earlier
+        )
 
     @property
     def is_bar(self) -> bool:

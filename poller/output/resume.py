@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from poller.errors import PollerError
 from poller.input.keys import token_key
+from poller.input.keyset import KeySet
 from poller.output.fileio import cannot, write_all
 from poller.output.records import LOCAL_EXPIRY_CODE
 
@@ -32,6 +33,7 @@ __all__ = [
     "ResumeError",
     "ResumeState",
     "load_resume_state",
+    "read_results",
 ]
 
 # 4 MiB reads: large enough that the per-chunk overhead vanishes, small enough to stay lean.
@@ -84,10 +86,11 @@ class ResumeState:
     """What an existing output file says. `final`/`not_final`/`unreadable` count lines;
     ``len(final_keys)`` counts distinct tokens whose last line is final."""
 
-    final_keys: set[int] = field(default_factory=set, repr=False)
+    # Compact sets (~9 bytes a token, poller/input/keyset.py): 5 million lines stay in bounds.
+    final_keys: KeySet = field(default_factory=KeySet, repr=False)
     # Tokens whose last line is `expired` decided locally from `issued_at` (TokenTooOld): final
     # only while the input still says so, so a corrected export or max_token_age is asked.
-    expired_local_keys: set[int] = field(default_factory=set, repr=False)
+    expired_local_keys: KeySet = field(default_factory=KeySet, repr=False)
     lines: int = 0  # complete lines read
     final: int = 0
     not_final: int = 0
@@ -121,12 +124,18 @@ class ResumeState:
 
 
 class _Scanner:
-    """Splits the file into lines and classifies each one into a ResumeState."""
+    """Splits the file into lines and classifies each one into a ResumeState.
 
-    __slots__ = ("state",)
+    By default the last line of a token decides (resume: a later `pending` line undoes an
+    earlier final one). `sticky` keeps every token that has a final line anywhere, across
+    every file scanned into the same state: the earlier-runs index (SPEC §9, "a token final in
+    any earlier results file"), where a later `pending` cannot undo a settled answer."""
 
-    def __init__(self) -> None:
-        self.state = ResumeState()
+    __slots__ = ("state", "sticky")
+
+    def __init__(self, state: ResumeState | None = None, *, sticky: bool = False) -> None:
+        self.state = state if state is not None else ResumeState()
+        self.sticky = sticky
 
     def scan(self, fd: int) -> tuple[int, int]:
         """Reads fd to EOF; returns (offset just past the last complete line, bytes read)."""
@@ -174,6 +183,10 @@ class _Scanner:
         st = self.state
         keys = st.final_keys
         local = st.expired_local_keys
+        # Whether `local` may hold keys, kept here: `if local` on a KeySet is a Python call.
+        any_local = bool(local)
+        add = keys.add_new
+        sticky = self.sticky
         match = _HEAD.match
         find = buf.find
         second_head = _SECOND_HEAD
@@ -186,6 +199,7 @@ class _Scanner:
             m = match(buf, pos, nl)
             if m is None or not buf.endswith(b"}", pos, nl) or find(second_head, m.end(), nl) >= 0:
                 self._slow(buf[pos:nl], lineno)
+                any_local = bool(local)  # the exact path may have added to it
                 pos = nl + 1
                 continue
             raw = m["token"]  # the token string's bytes, between the quotes
@@ -193,23 +207,27 @@ class _Scanner:
                 key = self._token_key(raw)
                 if key is None:  # not UTF-8: json.loads will refuse the line as well
                     self._slow(buf[pos:nl], lineno)
+                    any_local = bool(local)
                     pos = nl + 1
                     continue
             else:
                 key = hash(raw)  # == token_key(raw.decode()): ASCII is its own UTF-8
             if m["true"] is None:
                 not_final += 1
-                keys.discard(key)
-                if local:
-                    local.discard(key)
+                if not sticky:
+                    keys.discard(key)
+                    if any_local:
+                        local.discard(key)
             elif m["status"] == b"expired" and find(_TOO_OLD, m.end(), nl) >= 0:
                 final += 1
                 local.add(key)  # rare: expired lines are checked for their code only
-                keys.discard(key)
+                any_local = True
+                if not sticky:
+                    keys.discard(key)
             else:
                 final += 1
-                keys.add(key)
-                if local:
+                add(key)
+                if any_local and not sticky:
                     local.discard(key)
             pos = nl + 1
         st.fast_lines += final + not_final
@@ -241,17 +259,21 @@ class _Scanner:
             self._unreadable(lineno)
             return
         key = token_key(token)
-        st.expired_local_keys.discard(key)
         if final and _expired_locally(obj):
             st.final += 1
-            st.final_keys.discard(key)
+            if not self.sticky:
+                st.final_keys.discard(key)
             st.expired_local_keys.add(key)
         elif final:
             st.final += 1
             st.final_keys.add(key)
+            if not self.sticky:
+                st.expired_local_keys.discard(key)
         else:
             st.not_final += 1
-            st.final_keys.discard(key)
+            if not self.sticky:
+                st.final_keys.discard(key)
+                st.expired_local_keys.discard(key)
 
     def _unreadable(self, lineno: int) -> None:
         st = self.state
@@ -269,31 +291,50 @@ def load_resume_state(path: str, *, set_aside: bool = True) -> ResumeState:
     are appended to ``<path>.torn`` (see `_set_aside`) and `path` is cut back to its last
     newline; with ``set_aside=False`` (a dry run) nothing on disk changes.
     """
-    try:
-        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return ResumeState()
-    except OSError as exc:
-        raise ResumeError(cannot(f"read the output file {path}", exc)) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise ResumeError(f"cannot read the output file {path}: it is a directory.")
-        if not stat.S_ISREG(mode):
-            return ResumeState()
-        scanner = _Scanner()
-        try:
-            done, size = scanner.scan(fd)
-        except OSError as exc:
-            raise ResumeError(cannot(f"read the output file {path}", exc)) from None
-    finally:
-        os.close(fd)
-    state = scanner.state
+    state = ResumeState()
+    done, size = _scan_file(path, _Scanner(state), "the output file", strict=False)
     state.torn_bytes = size - done
     if state.torn_bytes and set_aside:
         state.torn_saved_to = _set_aside(path, done, size)
     return state
+
+
+def read_results(path: str, state: ResumeState, *, what: str) -> int:
+    """Adds what the results file `path` holds to `state`, never taking a final token out
+    (the "sticky" reading of the earlier-runs index); returns the bytes of a torn last line,
+    which is neither counted nor touched. A missing, unreadable or non-regular file raises
+    `ResumeError` naming `what` and the path."""
+    done, size = _scan_file(path, _Scanner(state, sticky=True), what, strict=True)
+    return size - done
+
+
+def _scan_file(path: str, scanner: _Scanner, what: str, *, strict: bool) -> tuple[int, int]:
+    """Scans `path` with `scanner`; (offset past the last complete line, bytes read). A
+    missing file or one that is not regular (a FIFO, /dev/null): (0, 0), or when `strict` a
+    `ResumeError`."""
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        if not strict:
+            return 0, 0
+        raise ResumeError(cannot(f"read {what} {path}", exc)) from None
+    except OSError as exc:
+        raise ResumeError(cannot(f"read {what} {path}", exc)) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ResumeError(f"cannot read {what} {path}: it is a directory.")
+        if not stat.S_ISREG(mode):
+            if strict:
+                raise ResumeError(f"cannot read {what} {path}: it is not a regular file.")
+            return 0, 0
+        try:
+            return scanner.scan(fd)
+        except OSError as exc:
+            raise ResumeError(cannot(f"read {what} {path}", exc)) from None
+    finally:
+        os.close(fd)
 
 
 def _set_aside(path: str, done: int, size: int) -> str:

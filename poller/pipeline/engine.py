@@ -100,6 +100,8 @@ class Engine:
         clock: Callable[[], float] = time.time,
         already_final: Callable[[str], bool] | None = None,
         expired_before: Callable[[str], bool] | None = None,
+        final_earlier: Callable[[str], bool] | None = None,
+        expired_earlier: Callable[[str], bool] | None = None,
         output: Callable[[Sink], LineOutput] = LineWriter,
     ) -> None:
         self.settings = settings
@@ -119,6 +121,8 @@ class Engine:
             clock=clock,
             already_final=already_final,
             expired_before=expired_before,
+            final_earlier=final_earlier,
+            expired_earlier=expired_earlier,
         )
         self._queue = WorkQueue(settings.concurrency * 4)
         self._workers: list[asyncio.Task[None]] = []
@@ -300,6 +304,8 @@ class Engine:
             self.stats.duplicates += 1
         elif verdict is Verdict.ALREADY_FINAL:
             self.stats.skipped_final += 1
+        elif verdict is Verdict.FINAL_EARLIER:
+            self.stats.final_earlier += 1
         elif isinstance(item, BadEntry):
             # Decided by the *input*, so not final (SPEC §2): the next run reads the fixed
             # export and decides afresh instead of skipping the token as settled.

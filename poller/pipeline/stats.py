@@ -47,6 +47,7 @@ class RunStats:
     throttles: int = 0
     duplicates: int = 0
     skipped_final: int = 0  # already final in the output file (resume)
+    final_earlier: int = 0  # final in an earlier run's file (--skip-final-in): no line
     expired_local: int = 0  # older than max_token_age by their issued_at: never sent
     rechecks: int = 0  # re-polls of pending tokens sent within the run
     budget_denied: int = 0
@@ -119,7 +120,8 @@ def _line(stats: RunStats, pacer: Pacer) -> str:
     parts = [
         f"{stats.tokens} tokens in {stats.elapsed:.1f} s: {statuses}",
         f"not final {stats.not_final}",
-        f"skipped: already final {stats.skipped_final}, duplicates {stats.duplicates}",
+        f"skipped: already final {stats.skipped_final}, "
+        f"final in an earlier run {stats.final_earlier}, duplicates {stats.duplicates}",
         f"expired by issued_at {stats.expired_local}",
         f"pending re-checks {stats.rechecks}",
         f"result codes {_codes(stats)}",
@@ -142,7 +144,8 @@ def _table(stats: RunStats, pacer: Pacer) -> str:
         ("not final", f"{stats.not_final}"),
         (
             "skipped",
-            f"already final {stats.skipped_final}, duplicates {stats.duplicates}, "
+            f"already final {stats.skipped_final}, final in an earlier run "
+            f"{stats.final_earlier}, duplicates {stats.duplicates}, "
             f"expired by issued_at {stats.expired_local}",
         ),
         (

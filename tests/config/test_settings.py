@@ -86,6 +86,8 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
         "progress_interval": "300",
         "stop_after": "1h30m",
         "order": "expiry",
+        # os.pathsep between paths, as in PATH: a path may hold a comma.
+        "skip_final_in": os.pathsep.join(["/data/night,1.jsonl", "/data/night-*.jsonl", ""]),
     }
     assert set(raw) == set(FIELD_NAMES)  # a new field must be added here too
     env = {ENV_PREFIX + name.upper(): value for name, value in raw.items()}
@@ -100,6 +102,7 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
     assert settings.log_format == "json"
     assert settings.progress_interval == 300.0
     assert (settings.stop_after, settings.order) == (5400.0, "expiry")
+    assert settings.skip_final_in == ("/data/night,1.jsonl", "/data/night-*.jsonl")
     assert settings.rate_margin == 0.1
     assert settings.concurrency == 3
     assert settings.max_attempts == 2
@@ -137,6 +140,17 @@ def test_flag_values_are_coerced(build: Build) -> None:
     assert settings.detail is Detail.SUMMARY
 
 
+def test_skip_final_in_is_a_list_of_paths_from_toml_or_repeated_flags(
+    build: Build, write_toml: Callable[..., str]
+) -> None:
+    path = write_toml("skip_final_in = ['night-1.jsonl', 'nights/*.jsonl']\n")
+    settings, _ = build(config_path=path)
+    assert settings.skip_final_in == ("night-1.jsonl", "nights/*.jsonl")
+    settings, _ = build(config_path=path, flags={"skip_final_in": ["a.jsonl", "b.jsonl"]})
+    assert settings.skip_final_in == ("a.jsonl", "b.jsonl")  # flags win, whole
+    assert Settings().skip_final_in == ()
+
+
 def test_empty_pending_codes_list_is_allowed(build: Build, write_toml: Callable[..., str]) -> None:
     settings, _ = build(config_path=write_toml("pending_codes = []\n"))
     assert settings.pending_codes == ()
@@ -163,6 +177,8 @@ def test_empty_pending_codes_list_is_allowed(build: Build, write_toml: Callable[
         ("pending_codes = [true]", "pending_codes"),
         ("pending_codes = [[1]]", "pending_codes"),
         ("pending_codes = [1.5]", "pending_codes"),
+        ("skip_final_in = 17", "skip_final_in"),
+        ("skip_final_in = ['a.jsonl', 1]", "skip_final_in"),
         ("detail = 'everything'", "detail"),
         ("detail = 1", "detail"),
         ("endpoint = 443", "endpoint"),

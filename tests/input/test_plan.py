@@ -56,17 +56,20 @@ def test_an_empty_input_plans_nothing() -> None:
 
 def test_the_printed_plan_says_what_a_run_would_do_and_how_long_it_takes() -> None:
     plan = Plan()
-    plan.counts.update({Verdict.QUERY: 1140, Verdict.DUPLICATE: 2, Verdict.INVALID: 1})
+    plan.counts.update(
+        {Verdict.QUERY: 1140, Verdict.DUPLICATE: 2, Verdict.INVALID: 1, Verdict.FINAL_EARLIER: 5}
+    )
     plan.first_invalid.append("line 9: token is empty")
     settings = make_settings(rate=20.0, rate_margin=0.05)
     text = format_plan(plan, settings, tokens="t.txt", output="out.jsonl")
     lines = text.splitlines()
     assert lines[0] == "dry run: no request was made"
-    assert lines[1] == "input t.txt: 1143 entries read"
-    rows = {line.split("  ")[1].strip(): line.split()[-1] for line in lines[2:7]}
+    assert lines[1] == "input t.txt: 1148 entries read"
+    rows = {line.split("  ")[1].strip(): line.split()[-1] for line in lines[2:8]}
     assert rows == {
         "to query": "1140",
         "skipped, already final in out.jsonl": "0",
+        "skipped, final in an earlier run (--skip-final-in)": "5",
         "expired, issued over 72 h ago": "0",
         "invalid (an invalid_token line each)": "1",
         "duplicates (reported once)": "2",

@@ -94,3 +94,37 @@ def test_an_expired_line_from_an_earlier_run_stands_while_the_input_says_so() ->
     # Its issued_at was corrected since: the token is asked, not blocked for good.
     assert triage(TokenEntry("fixed", 2, NOW - 60.0)) is Verdict.QUERY
     assert triage(TokenEntry("other", 3, NOW - 2 * HOUR)) is Verdict.EXPIRED
+
+
+# -- --skip-final-in: what earlier runs settled (SPEC §9) ---------------------------------------
+
+
+def test_a_token_final_in_an_earlier_run_is_skipped_apart_from_the_outputs_own() -> None:
+    triage = Triage(
+        max_token_age=72 * HOUR,
+        clock=lambda: NOW,
+        already_final={"both", "tonight"}.__contains__,
+        final_earlier={"both", "earlier"}.__contains__,
+    )
+    assert triage(TokenEntry("earlier", 1)) is Verdict.FINAL_EARLIER
+    assert triage(TokenEntry("earlier", 2)) is Verdict.DUPLICATE
+    assert triage(TokenEntry("both", 3)) is Verdict.ALREADY_FINAL  # tonight's line counts first
+    assert triage(TokenEntry("tonight", 4)) is Verdict.ALREADY_FINAL
+    assert triage(TokenEntry("new", 5)) is Verdict.QUERY
+
+    # Settled earlier, then the export went bad: the earlier answer stands, as in resume.
+    bad = Triage(max_token_age=0, clock=lambda: NOW, final_earlier={"t"}.__contains__)
+    assert bad(BadEntry("t", 1, "line 1: issued_at is not a time")) is Verdict.FINAL_EARLIER
+    assert bad(BadEntry("u", 2, "line 2: issued_at is not a time")) is Verdict.INVALID
+
+
+def test_an_earlier_local_expiry_counts_only_while_the_input_still_says_too_old() -> None:
+    triage = Triage(
+        max_token_age=72 * HOUR,
+        clock=lambda: NOW,
+        expired_earlier={"old", "fixed"}.__contains__,
+    )
+    assert triage(TokenEntry("old", 1, NOW - 80 * HOUR)) is Verdict.FINAL_EARLIER
+    # A corrected issued_at (or no issued_at): asked, not blocked by the old local verdict.
+    assert triage(TokenEntry("fixed", 2, NOW - HOUR)) is Verdict.QUERY
+    assert triage(TokenEntry("other", 3, NOW - 80 * HOUR)) is Verdict.EXPIRED

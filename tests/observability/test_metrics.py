@@ -33,6 +33,7 @@ def busy_stats() -> RunStats:
     stats.throttles = 7
     stats.duplicates = 3
     stats.skipped_final = 40
+    stats.final_earlier = 55
     stats.unwritten = 6
     stats.cut_off = 4
     stats.last_success = 1_790_000_123.5
@@ -78,6 +79,7 @@ def test_every_value_equals_the_counters(tmp_path: Path) -> None:
         (P + "requests_cut_off", ()): 4,
         (P + "duplicates_skipped", ()): 3,
         (P + "already_final_skipped", ()): 40,
+        (P + "final_earlier_skipped", ()): 55,
         (P + "requests_total", ()): 1310,
         (P + "retries_total", ()): 110,
         (P + "throttled_total", ()): 7,

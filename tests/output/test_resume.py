@@ -74,7 +74,7 @@ def test_missing_file_is_an_empty_state(out: Path) -> None:
 def test_empty_file_is_an_empty_state_and_stays_untouched(out: Path, chunk: int) -> None:
     write(out)
     state = load_resume_state(str(out))
-    assert (state.lines, state.torn_bytes, state.final_keys) == (0, 0, set())
+    assert (state.lines, state.torn_bytes, set(state.final_keys)) == (0, 0, set())
     assert out.read_bytes() == b""
     assert not Path(f"{out}.torn").exists()
 
@@ -327,7 +327,7 @@ def test_a_second_torn_line_is_appended_to_the_side_file(out: Path) -> None:
 def test_a_file_that_is_only_a_torn_line_is_cut_to_empty(out: Path) -> None:
     write(out, b'{"token":"x","status":"passed","final":tr')
     state = load_resume_state(str(out))
-    assert (state.lines, state.torn_bytes, state.final_keys) == (0, 41, set())
+    assert (state.lines, state.torn_bytes, set(state.final_keys)) == (0, 41, set())
     assert out.read_bytes() == b""
 
 
@@ -435,3 +435,16 @@ def test_a_not_final_expired_line_is_no_local_expiry(tmp_path: Path, fast: bool)
     assert (state.final, state.not_final, state.fast_lines) == (0, 1, int(fast))
     assert not state.is_final("tok")
     assert not state.was_expired_locally("tok")
+
+
+def test_a_local_expiry_read_by_the_exact_path_is_undone_by_a_later_fast_final_line(
+    out: Path,
+) -> None:
+    # Regression (issue 11): the fast path keeps "may the local-expiry set hold keys?" in a
+    # local; a line read by the exact path (keys in another order) must update it too.
+    slow = {"final": True, "status": "expired", "token": "t", "error": {"code": "TokenTooOld"}}
+    fast = b'{"token":"t","status":"passed","final":true,"attempts":1}\n'
+    write(out, json.dumps(slow).encode() + b"\n", fast)
+    state = load_resume_state(str(out))
+    assert state.is_final("t")
+    assert not state.was_expired_locally("t")

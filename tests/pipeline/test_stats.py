@@ -22,6 +22,7 @@ def busy() -> RunStats:
         throttles=2,
         duplicates=1,
         skipped_final=7,
+        final_earlier=9,
         expired_local=4,
         rechecks=13,
         started=1000.0,
@@ -73,7 +74,8 @@ def test_exit_status(stats: RunStats, expected: int) -> None:
 def test_the_line_is_the_one_users_grep() -> None:
     assert format_summary(busy(), pacer()) == (
         "summary: 205 tokens in 10.0 s: passed 156, failed 44, pending 3, expired 0, "
-        "invalid_token 0, error 2; not final 5; skipped: already final 7, duplicates 1; "
+        "invalid_token 0, error 2; not final 5; skipped: already final 7, final in an earlier "
+        "run 9, duplicates 1; "
         "expired by issued_at 4; pending re-checks 13; result codes -999:3 0:156 1001:4 "
         "2015:40; charge_count total 285; requests 218 (retries 5, throttled 2, slowdowns 1); "
         "effective rate 21.80 req/s (pacing 13.30 of 19.00)"
@@ -101,7 +103,8 @@ def test_the_table_holds_the_same_numbers_aligned() -> None:
             "summary",
             "  tokens        205 (passed 156, failed 44, pending 3, error 2)",
             "  not final     5",
-            "  skipped       already final 7, duplicates 1, expired by issued_at 4",
+            "  skipped       already final 7, final in an earlier run 9, duplicates 1, "
+            "expired by issued_at 4",
             "  requests      218 (retries 5, throttled 2, pending re-checks 13)",
             "  rate          21.80 req/s (pacing 13.30 of 19.00, slowdowns 1)",
             "  elapsed       10.0 s",

@@ -1,0 +1,90 @@
+"""`--skip-final-in PATH`: the results files of earlier runs, read into one index (SPEC §9).
+
+Once a token's result is final it stays final (SPEC §9's project assumption), so a token with
+a final line in any earlier night's output need not be asked again: it gets no line tonight and
+is counted apart ("final in an earlier run"). `pending` and `error` lines do not count: those
+tokens are asked again. An `expired` line decided locally from `issued_at` (TokenTooOld) counts
+only while tonight's input still says the token is too old, as in resume.
+
+The files are read with resume's streaming scanner (poller/output/resume.py: the regex fast
+path, one 64-bit key per token in a `KeySet`), read-only: a torn last line is left alone and
+not counted. 5 million lines take a few seconds (docs/benchmarks.md, Scale).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from poller.output.resume import ResumeError, ResumeState, read_results
+
+__all__ = ["EarlierResults", "expand_patterns", "load_earlier_results"]
+
+_WHAT: Final = "the earlier results file"
+_MAGIC: Final = re.compile(r"[*?[]")
+
+
+@dataclass(slots=True)
+class EarlierResults:
+    """The index over the earlier runs' files: which tokens are settled there."""
+
+    paths: tuple[str, ...] = ()
+    state: ResumeState = field(default_factory=ResumeState, repr=False)
+    torn_bytes: int = 0  # torn last lines, summed over the files (not counted)
+
+    def is_final(self, token: str) -> bool:
+        return self.state.is_final(token)
+
+    def was_expired_locally(self, token: str) -> bool:
+        return self.state.was_expired_locally(token)
+
+    def summary(self) -> str:
+        """One line for the run log."""
+        st = self.state
+        files = f"{len(self.paths)} file{'s' if len(self.paths) != 1 else ''}"
+        text = (
+            f"{files}, {st.lines} lines: tokens final there {len(st.final_keys)}, lines not "
+            f"final {st.not_final}, unreadable {st.unreadable}"
+        )
+        if self.torn_bytes:
+            text += f"; torn last lines left alone ({self.torn_bytes} bytes)"
+        return text
+
+
+def expand_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
+    """The files named by `patterns`, in order, each once. A pattern with `*`, `?` or `[` is a
+    glob (sorted matches; none is an error: a misspelt directory would silently skip nothing);
+    any other pattern is a path that must exist."""
+    paths: list[str] = []
+    seen: set[str] = set()
+    for pattern in patterns:
+        if _MAGIC.search(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise ResumeError(
+                    f"--skip-final-in {pattern} matches no file; check the pattern, or leave it "
+                    "out to ask every token."
+                )
+        else:
+            matches = [pattern]
+        for path in matches:
+            real = os.path.realpath(path)
+            if real not in seen:
+                seen.add(real)
+                paths.append(path)
+    return tuple(paths)
+
+
+def load_earlier_results(patterns: Iterable[str]) -> EarlierResults:
+    """Reads every file the patterns name into one index. Raises `ResumeError` (one sentence,
+    exit 2 from the command) for a glob that matches nothing, or a file that is missing, a
+    directory, or cannot be read."""
+    paths = expand_patterns(patterns)
+    earlier = EarlierResults(paths)
+    for path in paths:
+        earlier.torn_bytes += read_results(path, earlier.state, what=_WHAT)
+    return earlier
