@@ -19,8 +19,9 @@ from poller.errors import PollerError
 from poller.input.from_python import as_items
 from poller.input.tokens import InputError, InputItem
 from poller.output.channel import NullSink, ResultChannel
+from poller.output.earlier import load_earlier_results
 from poller.output.result import Result
-from poller.pipeline.engine import Engine
+from poller.pipeline.engine import DEADLINE, Engine
 from poller.pipeline.stats import RunStats
 
 # Results `poll` keeps for a consumer that has not taken them yet; then the engine waits.
@@ -136,19 +137,34 @@ class Poll:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="poller-poll")
 
     async def _run(self) -> None:
+        settings = self._settings
+        deadline: asyncio.TimerHandle | None = None
         try:
+            earlier = None
+            if settings.skip_final_in:  # as `poller run` does: read on a thread, then skip
+                earlier = await asyncio.to_thread(load_earlier_results, settings.skip_final_in)
             async with contextlib.AsyncExitStack() as stack:
                 client = self._client
                 if client is None:
-                    session = await stack.enter_async_context(open_session(self._settings))
-                    client = FaceIdClient(session, self._settings)
+                    session = await stack.enter_async_context(open_session(settings))
+                    client = FaceIdClient(session, settings)
                 # From here to the engine's first wait nothing yields: a stop (`_stop`) always
                 # finds the engine running, never about to start.
                 self._engine = Engine(
-                    self._settings, client, NullSink(), output=self._channel.attach
+                    settings,
+                    client,
+                    NullSink(),
+                    output=self._channel.attach,
+                    final_earlier=earlier.is_final if earlier else None,
+                    expired_earlier=earlier.was_expired_locally if earlier else None,
                 )
+                if settings.stop_after:
+                    loop = asyncio.get_running_loop()
+                    deadline = loop.call_later(settings.stop_after, self._deadline)
                 await self._engine.run(as_items(self._tokens))
         finally:
+            if deadline is not None:
+                deadline.cancel()
             # Also after a crash, or when the session or engine could not even be built: the
             # consumer must not wait for lines that never come (`_finish` raises the error).
             await self._channel.close()
@@ -165,6 +181,17 @@ class Poll:
             raise stats.fatal
         if stats.local_error is not None:
             raise PollerError(f"the run stopped: {stats.local_error}.")
+
+    def _deadline(self) -> None:
+        """`stop_after` reached: the stop of `poller run --stop-after` (SPEC §3); the results
+        still settling arrive, then the iteration ends; `stats.not_reached` counts the rest."""
+        engine = self._engine
+        if engine is None or engine.stats.stopped_by is not None:
+            return
+        engine.stop(DEADLINE)
+        task = self._task
+        if task is not None and self._timer is None:
+            self._timer = task.get_loop().call_later(self._settings.grace_period, engine.abort)
 
     def _stop(self) -> None:
         """Stop as SIGINT stops `poller run`: nothing new is sent, requests on the wire get the

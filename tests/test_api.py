@@ -261,3 +261,38 @@ def test_a_poll_that_cannot_start_raises_instead_of_hanging(
                 pass
 
     run_virtual(main)
+
+
+def test_poll_skips_what_earlier_runs_settled(tmp_path: Path) -> None:
+    earlier = tmp_path / "night1.jsonl"
+    earlier.write_text(
+        '{"token":"a","status":"passed","final":true,"attempts":1}\n'
+        '{"token":"b","status":"pending","final":false,"attempts":1}\n'
+    )
+    settings = make_settings(skip_final_in=(str(earlier),))
+    client = FakeClient({}, default=ok())
+
+    async def main() -> list[str]:
+        async with Poll(["a", "b", "c"], settings, client=client) as run:
+            tokens = [result.token async for result in run]
+            assert run.stats is not None
+            assert run.stats.final_earlier == 1
+        return sorted(tokens)
+
+    assert asyncio.run(main()) == ["b", "c"]  # "a" was final: no request, no result
+    assert sorted(client.by_token) == ["b", "c"]
+
+
+def test_poll_stops_at_its_deadline_and_counts_what_it_did_not_reach() -> None:
+    settings = make_settings(rate=2.0, rate_margin=0.0, concurrency=4, stop_after=3.2)
+    client = FakeClient({}, default=Slow(0.8, ok()))
+
+    async def main() -> tuple[int, int, str | None]:
+        async with Poll([f"t{n}" for n in range(50)], settings, client=client) as run:
+            got = [result async for result in run]
+            assert run.stats is not None
+            return len(got), run.stats.not_reached, run.stats.stopped_by
+
+    got, not_reached, stopped_by = run_virtual(main)
+    assert (got, not_reached, stopped_by) == (7, 43, "deadline")  # slots at 0, .5 .. 3.0
+    assert client.calls == 7
