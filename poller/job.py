@@ -345,7 +345,7 @@ def run_batch(
         raise OutputFileError(
             f"run_batch() writes to a path or a Sink, not {type(output).__name__}."
         )
-    earlier = _load_earlier(settings)
+    earlier = _load_earlier(settings, path if resumable else None)
     with contextlib.ExitStack() as stack:
         state: ResumeState | None = None
         if resumable:
@@ -410,13 +410,17 @@ def run_batch(
     return BatchSummary(path, engine.stats, engine.pacer, state, earlier)
 
 
-def _load_earlier(settings: Settings) -> EarlierResults | None:
+def _load_earlier(settings: Settings, output: str | None) -> EarlierResults | None:
     """The index over settings.skip_final_in, read before the output is touched: a glob that
     matches nothing or an unreadable file is a `ResumeError` (exit 2) before any request."""
     if not settings.skip_final_in:
         return None
-    earlier = load_earlier_results(settings.skip_final_in)
+    earlier = load_earlier_results(settings.skip_final_in, output=output)
     log.info("skipping what earlier runs settled: %s", earlier.summary())
+    for path in earlier.foreign:
+        log.warning(
+            "--skip-final-in %s holds no result line: is it an output of this poller?", path
+        )
     return earlier
 
 
@@ -537,7 +541,7 @@ def plan_batch(
     """What `run_batch` would do (`poller run --dry-run`): the input read, checked and
     de-duplicated against what `output` already holds; no request, nothing written."""
     path = os.fspath(output)
-    earlier = _load_earlier(settings)
+    earlier = _load_earlier(settings, path if _is_resumable(path) else None)
     state = None
     if _is_resumable(path):
         _refuse_a_foreign_file(path)  # as the run would: the plan must not promise a run

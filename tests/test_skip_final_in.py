@@ -109,3 +109,27 @@ def test_a_pattern_that_names_nothing_stops_before_any_request(
         f"poller: error: --skip-final-in {pattern} matches no file; check the pattern, or "
         "leave it out to ask every token.\n"
     )
+
+
+def test_the_output_itself_named_by_skip_final_in_is_left_out(tmp_path: Path) -> None:
+    """Found in review: `--fresh --force` with the output also in --skip-final-in (a glob over
+    results/*.jsonl names tonight's file too) skipped every token, asked nothing, exit 0."""
+    from poller.output.earlier import load_earlier_results
+
+    night = tmp_path / "tonight.jsonl"
+    other = tmp_path / "night1.jsonl"
+    line = '{"token":"a","status":"passed","final":true,"attempts":1}\n'
+    night.write_text(line)
+    other.write_text(line.replace('"a"', '"b"'))
+    earlier = load_earlier_results([str(tmp_path / "*.jsonl")], output=str(night))
+    assert earlier.paths == (str(other),)
+    assert not earlier.is_final("a")
+    assert earlier.is_final("b")
+
+
+def test_a_skip_file_without_result_lines_is_named(tmp_path: Path) -> None:
+    from poller.output.earlier import load_earlier_results
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not results\nat all\n")
+    assert load_earlier_results([str(notes)]).foreign == [str(notes)]

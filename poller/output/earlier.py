@@ -35,6 +35,7 @@ class EarlierResults:
     paths: tuple[str, ...] = ()
     state: ResumeState = field(default_factory=ResumeState, repr=False)
     torn_bytes: int = 0  # torn last lines, summed over the files (not counted)
+    foreign: list[str] = field(default_factory=list)  # files without one readable result line
 
     def is_final(self, token: str) -> bool:
         return self.state.is_final(token)
@@ -79,12 +80,22 @@ def expand_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
     return tuple(paths)
 
 
-def load_earlier_results(patterns: Iterable[str]) -> EarlierResults:
+def load_earlier_results(patterns: Iterable[str], *, output: str | None = None) -> EarlierResults:
     """Reads every file the patterns name into one index. Raises `ResumeError` (one sentence,
     exit 2 from the command) for a glob that matches nothing, or a file that is missing, a
-    directory, or cannot be read."""
+    directory, or cannot be read.
+
+    `output`, tonight's own output file, is left out when a pattern names it (a glob such as
+    `results/*.jsonl` does): resume reads it already, and with `--fresh` its lines are being
+    thrown away, so counting them as settled would skip every token and ask nothing."""
     paths = expand_patterns(patterns)
+    if output is not None and os.path.exists(output):
+        own = os.path.realpath(output)
+        paths = tuple(path for path in paths if os.path.realpath(path) != own)
     earlier = EarlierResults(paths)
     for path in paths:
+        before = earlier.state.lines - earlier.state.unreadable
         earlier.torn_bytes += read_results(path, earlier.state, what=_WHAT)
+        if earlier.state.lines - earlier.state.unreadable == before and earlier.state.lines:
+            earlier.foreign.append(path)
     return earlier

@@ -65,9 +65,16 @@ class Reconciliation:
     def tokens(self) -> int:
         return sum(self.tally.counts.values())
 
-    def exit_status(self, *, fail_on_not_final: bool = False) -> int:
-        """1 when any token disagrees or is missing on one side (and, if asked, not final)."""
+    def exit_status(
+        self, *, fail_on_not_final: bool = False, allow_missing_results: bool = False
+    ) -> int:
+        """1 when any token disagrees or is missing on one side (and, if asked, not final).
+
+        `allow_missing_results`: tokens no results file has yet do not alert, for a night a
+        deadline (`--stop-after`) cut short: the next run asks them."""
         alerting = ALERTING | {Category.NOT_FINAL} if fail_on_not_final else ALERTING
+        if allow_missing_results:
+            alerting = alerting - {Category.MISSING_IN_RESULTS}
         return EXIT_DIFFERENCES if any(self.counts[c] for c in alerting) else EXIT_AGREE
 
 
