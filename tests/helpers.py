@@ -150,3 +150,20 @@ async def acquire_many(pacer: Pacer, n: int, workers: int, stamps: list[float]) 
             stamps.append(loop.time())
 
     await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+def local_line(token: str, when: float, *, too_old: bool = True) -> bytes:
+    """A line the poller writes without asking Tencent (attempts 0): `TokenTooOld` (final) for
+    a token past its 72 h, `InvalidInput` (not final) for a bad input row."""
+    from poller.api.outcomes import Status
+    from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, build_record, encode_record
+
+    record = build_record(
+        token=token,
+        status=Status.EXPIRED if too_old else Status.INVALID_TOKEN,
+        final=too_old,
+        attempts=0,
+        checked_at=when,
+        error=ErrorInfo(LOCAL_EXPIRY_CODE if too_old else "InvalidInput", "decided locally"),
+    )
+    return encode_record(record)

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from poller.api.outcomes import Status
-from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, build_record, encode_record
+from poller.output.records import ErrorInfo, build_record, encode_record
+from tests.helpers import local_line as shared_local_line
 
 S = Status
 DAY1 = 1_764_400_000  # 2025-11-29T07:06:40Z
@@ -41,17 +42,7 @@ def result_line(
 
 
 def local_line(token: str, *, at: float = DAY2, too_old: bool = True) -> bytes:
-    """A line the poller writes without asking Tencent (attempts 0): a token past its 72 h
-    (`TokenTooOld`, final) or a bad input row (`InvalidInput`, not final)."""
-    record = build_record(
-        token=token,
-        status=S.EXPIRED if too_old else S.INVALID_TOKEN,
-        final=too_old,
-        attempts=0,
-        checked_at=at,
-        error=ErrorInfo(LOCAL_EXPIRY_CODE if too_old else "InvalidInput", "decided locally"),
-    )
-    return encode_record(record)
+    return shared_local_line(token, at, too_old=too_old)
 
 
 # Our records (CSV): the physical line numbers are in the comments.

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from poller.api.outcomes import Status
-from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, build_record, encode_record
+from poller.output.records import ErrorInfo, build_record, encode_record
 from poller.report import (
     CSV_HEADER,
     configure_parser,
 )
+from tests.helpers import local_line
 
 S = Status
 
@@ -62,17 +63,7 @@ def at(token: str, status: Status, when: float, result: str = "0") -> bytes:
 
 
 def local(token: str, when: float, *, too_old: bool = True) -> bytes:
-    """A line the poller writes without asking Tencent (attempts 0): `TokenTooOld` (final) for
-    a token past its 72 h, `InvalidInput` (not final) for a bad input row."""
-    record = build_record(
-        token=token,
-        status=S.EXPIRED if too_old else S.INVALID_TOKEN,
-        final=too_old,
-        attempts=0,
-        checked_at=when,
-        error=ErrorInfo(LOCAL_EXPIRY_CODE if too_old else "InvalidInput", "decided locally"),
-    )
-    return encode_record(record)
+    return local_line(token, when, too_old=too_old)
 
 
 EXPIRED = "InvalidParameterValue.BizTokenExpired"
