@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import IO, Final
 
 from poller.errors import PollerError
+from poller.output.tables import spreadsheet_safe
 from poller.reconcile._join import ALERTING, Category, Mismatch, Tally, join
 from poller.reconcile._records import OurRecord, RecordsReader
 from poller.reconcile._results import ResultsReader, TheirLine
@@ -121,19 +122,6 @@ def _read_records(path: str, reader: RecordsReader) -> Iterator[OurRecord]:
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
             raise ReconcileError(f"cannot read records file {path!r}: {reason}.") from None
-
-
-_FORMULA_START: Final = ("=", "+", "-", "@")
-
-
-def spreadsheet_safe(text: str) -> str:
-    """A cell a spreadsheet will not run as a formula: one that starts with =, +, - or @ gets a
-    leading ' (a plain negative number such as the code -999, or a lone -, is left alone)."""
-    if text.startswith(_FORMULA_START):
-        rest = text[1:]
-        if not (text[0] == "-" and (not rest or (rest.isascii() and rest.isdigit()))):
-            return "'" + text
-    return text
 
 
 class MismatchesFile:

@@ -201,7 +201,7 @@ class RecordsReader:
             json.loads(text)
         except (ValueError, RecursionError):
             return "not a JSON object (a torn or garbled line)"
-        # The standard library reads it: a \\uXXXX escape names half a surrogate pair.
+        # The standard library reads it: a \\u escape (four hex digits) names half a pair.
         return (
             "a string holds a lone surrogate escape (\\ud800-\\udfff without its pair), "
             "which is not a character"

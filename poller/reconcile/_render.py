@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
+from poller.output.tables import align, clean, markdown_table
 from poller.reconcile._files import Reconciliation
 from poller.reconcile._join import MEANINGS, Category, Mismatch
 
@@ -78,20 +79,13 @@ def as_dict(rec: Reconciliation, exit_status: int) -> dict[str, Any]:
     }
 
 
-def _clean(text: str) -> str:
-    # Records and results can hold anything: keep terminal escapes and newlines out.
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
 def _sample_row(m: Mismatch) -> tuple[str, ...]:
     return (
-        _clean(m.token),
+        clean(m.token),
         "-" if m.ours is None else m.ours.value,
         "-" if m.theirs is None else m.theirs.value,
-        _clean(m.code or "-"),
-        _clean(m.checked_at or "-"),
+        clean(m.code or "-"),
+        clean(m.checked_at or "-"),
     )
 
 
@@ -107,7 +101,7 @@ def _sources(rec: Reconciliation) -> list[str]:
     t = rec.tally
     n = len(rec.results_files)
     lines = [
-        f"records: {_clean(rec.records_file)}: {t.records:,} tokens"
+        f"records: {clean(rec.records_file)}: {t.records:,} tokens"
         + (
             f" ({t.duplicate_records:,} repeated lines: the last one counts)"
             if t.duplicate_records
@@ -118,37 +112,22 @@ def _sources(rec: Reconciliation) -> list[str]:
         f"{rec.unreadable:,} unreadable)",
     ]
     if rec.unreadable_at:
-        shown = ", ".join(f"{_clean(f)}:{n}" for f, n in rec.unreadable_at)
+        shown = ", ".join(f"{clean(f)}:{n}" for f, n in rec.unreadable_at)
         lines.append(f"unreadable lines skipped, the first at {shown}")
     return lines
 
 
-def _align(rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> list[str]:
-    if not rows:
-        return ["  none"]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        (
-            "  "
-            + "  ".join(
-                c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row)
-            )
-        ).rstrip()
-        for row in rows
-    ]
-
-
 def _text(rec: Reconciliation, exit_status: int) -> str:
     out = ["poller reconcile", *(f"  {line}" for line in _sources(rec)), "", "categories:"]
-    out += _align([(c.value, f"{rec.counts[c]:,}", MEANINGS[c]) for c in Category], frozenset({1}))
+    out += align([(c.value, f"{rec.counts[c]:,}", MEANINGS[c]) for c in Category], frozenset({1}))
     for c in _LISTED:
         total, kept = rec.counts[c], rec.tally.samples[c]
         if not total:
             continue
         more = f" (the first {len(kept):,} of {total:,})" if total > len(kept) else ""
-        out += ["", f"{c.value}{more}:", *_align([_SAMPLE_HEADER, *map(_sample_row, kept)])]
+        out += ["", f"{c.value}{more}:", *align([_SAMPLE_HEADER, *map(_sample_row, kept)])]
     out += ["", "charges per day (UTC, checked_at of each token's latest line):"]
-    out += _align([(d, f"{n:,}") for d, n in rec.tally.charges_by_day.items()], frozenset({1}))
+    out += align([(d, f"{n:,}") for d, n in rec.tally.charges_by_day.items()], frozenset({1}))
     out += ["", _verdict(rec, exit_status)]
     return "\n".join(out) + "\n"
 
@@ -157,20 +136,13 @@ _MD_SPECIAL = set("\\`*_{}[]<>()#+-.!|~")
 
 
 def _md(text: str) -> str:
-    return "".join("\\" + c if c in _MD_SPECIAL else c for c in _clean(text))
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    if not rows:
-        return ["_none_"]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in clean(text))
 
 
 def _markdown(rec: Reconciliation, exit_status: int) -> str:
     out = ["# poller reconcile", "", *(f"- {_md(line)}" for line in _sources(rec)), ""]
     out += ["## Categories", ""]
-    out += _table(
+    out += markdown_table(
         ("category", "tokens", "meaning"),
         [(f"`{c.value}`", f"{rec.counts[c]:,}", _md(MEANINGS[c])) for c in Category],
     )
@@ -180,9 +152,9 @@ def _markdown(rec: Reconciliation, exit_status: int) -> str:
             continue
         more = f" (the first {len(kept):,} of {total:,})" if total > len(kept) else ""
         out += ["", f"## `{c.value}`{more}", ""]
-        out += _table(_SAMPLE_HEADER, [tuple(map(_md, _sample_row(m))) for m in kept])
+        out += markdown_table(_SAMPLE_HEADER, [tuple(map(_md, _sample_row(m))) for m in kept])
     out += ["", "## Charges per day (UTC)", ""]
-    out += _table(
+    out += markdown_table(
         ("day", "charge_count"), [(d, f"{n:,}") for d, n in rec.tally.charges_by_day.items()]
     )
     out += ["", f"**{_md(_verdict(rec, exit_status))}**"]

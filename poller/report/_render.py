@@ -30,6 +30,9 @@ from enum import StrEnum
 from typing import Any, Final
 
 from poller.api.outcomes import Status
+from poller.output.tables import Row, align, clean
+from poller.output.tables import markdown_table as _table
+from poller.output.tables import spreadsheet_safe as _cell
 from poller.report._codes import meaning
 from poller.report._diff import Change, Diff
 from poller.report._read import LineStats, TokenResult
@@ -193,20 +196,6 @@ def _diff_dict(diff: Diff) -> dict[str, Any]:
 # --- CSV --------------------------------------------------------------------------------------
 
 
-_FORMULA_START: Final = ("=", "+", "-", "@")
-
-
-def _cell(text: str) -> str:
-    """A token or code cell a spreadsheet will not run as a formula: one that starts with =, +,
-    - or @ gets a leading ' (a plain negative number such as -999, or a lone -, is left alone).
-    The same rule as `poller reconcile --mismatches`."""
-    if text.startswith(_FORMULA_START):
-        rest = text[1:]
-        if not (text[0] == "-" and (not rest or (rest.isascii() and rest.isdigit()))):
-            return "'" + text
-    return text
-
-
 def _codes(old: str | None, new: str | None) -> str:
     return _cell(f"{_show(old)}->{_show(new)}")
 
@@ -242,7 +231,12 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
     for code, n in report.error_codes.items():
         yield "error_code", _cell(code), n, ""
     for item in report.not_final:
-        yield "not_final", _cell(item.token), item.entry.status.value, _cell(_show(item.entry.code))
+        yield (
+            "not_final",
+            _cell(item.token),
+            item.entry.status.value,
+            _cell(_show(item.entry.code)),
+        )
     files = report.lines.files
     for f in files:
         shown = ", ".join(str(n) for n in f.unreadable_lines)
@@ -275,9 +269,19 @@ def _figure_rows(report: Report, diff: Diff | None) -> Iterable[tuple[str, str, 
             _codes(change.old.code, change.new.code),
         )
     for item in diff.only_in_newer:
-        yield "new", _cell(item.token), item.entry.status.value, _cell(_show(item.entry.code))
+        yield (
+            "new",
+            _cell(item.token),
+            item.entry.status.value,
+            _cell(_show(item.entry.code)),
+        )
     for item in diff.only_in_older:
-        yield "dropped", _cell(item.token), item.entry.status.value, _cell(_show(item.entry.code))
+        yield (
+            "dropped",
+            _cell(item.token),
+            item.entry.status.value,
+            _cell(_show(item.entry.code)),
+        )
 
 
 def _risk_rows(risk: RiskView) -> Iterable[tuple[str, str, object, str]]:
@@ -327,16 +331,6 @@ def _rate_note(report: Report) -> str:
     if not decided:
         return "no token passed or failed"
     return f"{passed:,} of {decided:,} passed or failed"
-
-
-def _clean(text: str) -> str:
-    # A results file can hold anything: keep terminal escapes and newlines out of the report.
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-
-
-Row = Sequence[str]
 
 
 def _risk_note(risk: RiskView) -> str:
@@ -474,63 +468,47 @@ _ERRORS_TITLE: Final = "Error codes (" + ", ".join(s.value for s in ERROR_STATUS
 # --- text -------------------------------------------------------------------------------------
 
 
-def _align(rows: Sequence[Row], right: frozenset[int] = frozenset()) -> list[str]:
-    """Rows as lines of columns padded to a common width, two spaces apart, indented by two."""
-    if not rows:
-        return ["  none"]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        cells = [
-            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
-            for i, cell in enumerate(row)
-        ]
-        out.append(("  " + "  ".join(cells)).rstrip())
-    return out
-
-
 def _text(report: Report, diff: Diff | None, limit: int) -> str:
-    out = [f"Results report: {_clean(report.source)}", ""]
-    out += _align(_figures(report), right=frozenset({1}))
-    out += ["", "By status", *_align(_status_rows(report), right=frozenset({1}))]
-    out += ["", "By result code", *_align(_result_rows(report), right=frozenset({1}))]
-    out += ["", _ERRORS_TITLE, *_align(_error_rows(report), right=frozenset({1}))]
+    out = [f"Results report: {clean(report.source)}", ""]
+    out += align(_figures(report), right=frozenset({1}))
+    out += ["", "By status", *align(_status_rows(report), right=frozenset({1}))]
+    out += ["", "By result code", *align(_result_rows(report), right=frozenset({1}))]
+    out += ["", _ERRORS_TITLE, *align(_error_rows(report), right=frozenset({1}))]
     out += _text_list(
         f"Not final: {len(report.not_final):,}",
-        _token_rows(report.not_final[:limit], _clean),
+        _token_rows(report.not_final[:limit], clean),
         len(report.not_final),
         limit,
     )
     out += _text_risk(report.risk)
     if len(report.lines.files) > 1:
         out += ["", "Files (path, lines read, unreadable)"]
-        rows = [(_clean(p), r, u, _clean(d)) for p, r, u, d in _file_rows(report)]
-        out += _align(rows, right=frozenset({1, 2}))
+        rows = [(clean(p), r, u, clean(d)) for p, r, u, d in _file_rows(report)]
+        out += align(rows, right=frozenset({1, 2}))
     if diff is not None:
-        out += ["", f"Changes against {_clean(diff.older_source)}"]
-        out += _align(_diff_figures(diff), right=frozenset({1}))
+        out += ["", f"Changes against {clean(diff.older_source)}"]
+        out += align(_diff_figures(diff), right=frozenset({1}))
         transitions = [(f"{old} -> {new}", n) for old, new, n in _transition_rows(diff)]
-        out += ["", "Status transitions", *_align(transitions, right=frozenset({1}))]
+        out += ["", "Status transitions", *align(transitions, right=frozenset({1}))]
         code_changes = [
-            (status, f"{old} -> {new}", n)
-            for status, old, new, n in _code_change_rows(diff, _clean)
+            (status, f"{old} -> {new}", n) for status, old, new, n in _code_change_rows(diff, clean)
         ]
-        out += ["", "Code changes (same status)", *_align(code_changes, right=frozenset({2}))]
+        out += ["", "Code changes (same status)", *align(code_changes, right=frozenset({2}))]
         out += _text_list(
             f"Changed: {len(diff.changed):,} (token, old status, old code, new status, new code)",
-            _change_rows(diff.changed[:limit], _clean),
+            _change_rows(diff.changed[:limit], clean),
             len(diff.changed),
             limit,
         )
         out += _text_list(
             f"New (only in newer): {len(diff.only_in_newer):,}",
-            _token_rows(diff.only_in_newer[:limit], _clean),
+            _token_rows(diff.only_in_newer[:limit], clean),
             len(diff.only_in_newer),
             limit,
         )
         out += _text_list(
             f"Dropped (only in older): {len(diff.only_in_older):,}",
-            _token_rows(diff.only_in_older[:limit], _clean),
+            _token_rows(diff.only_in_older[:limit], clean),
             len(diff.only_in_older),
             limit,
         )
@@ -543,19 +521,19 @@ def _text_risk(risk: RiskView) -> list[str]:
     if note:
         out.append(f"  note: {note}")
     out += ["", "Device risk level (DeviceInfoLevel)"]
-    out += _align(_level_rows(risk), right=frozenset({1}))
-    out += ["", "Suspected attacks", *_align(_attack_rows(risk), right=frozenset({1}))]
+    out += align(_level_rows(risk), right=frozenset({1}))
+    out += ["", "Suspected attacks", *align(_attack_rows(risk), right=frozenset({1}))]
     out += ["", "Passes on edited OCR fields"]
-    out += _align([("edited", _num(risk.edited_passes), _edited_note(risk))], frozenset({1}))
+    out += align([("edited", _num(risk.edited_passes), _edited_note(risk))], frozenset({1}))
     out += ["", _top_title(risk)]
-    out += _align(_top_rows(risk, _clean)) if risk.top else ["  none"]
+    out += align(_top_rows(risk, clean)) if risk.top else ["  none"]
     return out
 
 
 def _text_list(title: str, rows: list[Row], total: int, limit: int) -> list[str]:
     out = ["", title]
     if rows:
-        out += _align(rows)
+        out += align(rows)
     more = _more(total, limit)
     if more:
         out.append("  " + more)
@@ -568,16 +546,7 @@ _MD_SPECIAL: Final = frozenset("\\`*_[]<>|#~")
 
 
 def _md(text: str) -> str:
-    return "".join("\\" + c if c in _MD_SPECIAL else c for c in _clean(text))
-
-
-def _table(header: Row, rows: Sequence[Row], right: frozenset[int] = frozenset()) -> list[str]:
-    if not rows:
-        return ["_none_"]
-    rule = ["---:" if i in right else "---" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
+    return "".join("\\" + c if c in _MD_SPECIAL else c for c in clean(text))
 
 
 def _markdown(report: Report, diff: Diff | None, limit: int) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from poller.reconcile import MISMATCH_HEADER, Category, Reconciliation, Vocabulary, reconcile_files
-from poller.reconcile._files import ReconcileError, expand, spreadsheet_safe
+from poller.reconcile._files import ReconcileError, expand
 from poller.reconcile._records import RecordsError
 from poller.reconcile._vocabulary import parse_mapping
 from tests.reconcile.support import S, local_line, result_line, write_fixture
@@ -251,26 +251,6 @@ def test_the_mismatches_file_has_lf_line_ends_and_no_cell_starts_a_formula(
         ("'-only-theirs", "0", ""),
         ("'+t", "", "passed"),
     ]
-
-
-@pytest.mark.parametrize(
-    ("cell", "shown"),
-    [
-        ("=1+1", "'=1+1"),
-        ("+1", "'+1"),
-        ("@SUM(A1)", "'@SUM(A1)"),
-        ("-1+cmd", "'-1+cmd"),
-        ("-999->0", "'-999->0"),
-        ("-999", "-999"),
-        ("-", "-"),
-        ("-\u0661", "'-\u0661"),  # an Arabic-Indic digit is no ASCII number
-        ("0", "0"),
-        ("", ""),
-        ("a=b", "a=b"),
-    ],
-)
-def test_spreadsheet_safe(cell: str, shown: str) -> None:
-    assert spreadsheet_safe(cell) == shown
 
 
 def test_a_hostile_token_in_the_mismatches_file_stays_one_csv_field(tmp_path: Path) -> None:
