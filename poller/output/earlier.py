@@ -13,19 +13,17 @@ not counted. 5 million lines take a few seconds (docs/benchmarks.md, Scale).
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from poller.input.patterns import NoMatch, expand
 from poller.output.resume import ResumeError, ResumeState, read_results
 
 __all__ = ["EarlierResults", "expand_patterns", "load_earlier_results"]
 
 _WHAT: Final = "the earlier results file"
-_MAGIC: Final = re.compile(r"[*?[]")
 
 
 @dataclass(slots=True)
@@ -62,21 +60,18 @@ def expand_patterns(patterns: Iterable[str]) -> tuple[str, ...]:
     any other pattern is a path that must exist."""
     paths: list[str] = []
     seen: set[str] = set()
-    for pattern in patterns:
-        if _MAGIC.search(pattern):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise ResumeError(
-                    f"--skip-final-in {pattern} matches no file; check the pattern, or leave it "
-                    "out to ask every token."
-                )
-        else:
-            matches = [pattern]
-        for path in matches:
-            real = os.path.realpath(path)
-            if real not in seen:
-                seen.add(real)
-                paths.append(path)
+    try:
+        named = expand(patterns)
+    except NoMatch as exc:
+        raise ResumeError(
+            f"--skip-final-in {exc.pattern} matches no file; check the pattern, or leave it "
+            "out to ask every token."
+        ) from None
+    for path in named:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            paths.append(path)
     return tuple(paths)
 
 

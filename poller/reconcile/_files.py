@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import errno
-import glob
 import os
 import shutil
 import sqlite3
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from typing import IO, Final
 
 from poller.errors import PollerError
+from poller.input.patterns import NoMatch
+from poller.input.patterns import expand as expand_names
 from poller.output.tables import spreadsheet_safe
 from poller.reconcile._join import ALERTING, Category, Mismatch, Tally, join
 from poller.reconcile._records import OurRecord, RecordsReader
@@ -82,16 +83,10 @@ class Reconciliation:
 def expand(patterns: Sequence[str]) -> list[str]:
     """Paths as given, a pattern (`results/*.jsonl`) as its sorted matches; one that matches
     nothing is an error (a glob the shell left alone means no file was there)."""
-    paths: list[str] = []
-    for pattern in patterns:
-        if glob.has_magic(pattern) and not os.path.exists(pattern):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise ReconcileError(f"no results file matches {pattern!r}.")
-            paths.extend(matches)
-        else:
-            paths.append(pattern)
-    return paths
+    try:
+        return expand_names(patterns)
+    except NoMatch as exc:
+        raise ReconcileError(f"no results file matches {exc.pattern!r}.") from None
 
 
 def _open(path: str, what: str) -> IO[bytes]:

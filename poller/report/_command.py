@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import sys
 from collections.abc import Callable
 from typing import BinaryIO, Final, TypeVar
 
+from poller.input import patterns
 from poller.report._diff import Diff, diff
 from poller.report._read import Index, IndexBuilder
 from poller.report._render import DEFAULT_LIMIT, Format, render
@@ -126,15 +126,10 @@ def expand(names: list[str], what: str) -> list[str]:
     """The files `names` stand for, in order: a name that exists, or has no pattern characters,
     is itself (a missing one fails when read); a pattern is expanded by name order, and one that
     matches nothing is an error. A file named twice is read once, where it first appears."""
-    paths: list[str] = []
-    for name in names:
-        if name == "-" or not glob.has_magic(name) or os.path.lexists(name):
-            paths.append(name)
-            continue
-        matched = sorted(glob.glob(name))
-        if not matched:
-            raise _ReportError(f"no {what} matches the pattern {name!r}.")
-        paths += matched
+    try:
+        paths = patterns.expand(names)
+    except patterns.NoMatch as exc:
+        raise _ReportError(f"no {what} matches the pattern {exc.pattern!r}.") from None
     seen: set[tuple[int, int]] = set()
     unique: list[str] = []
     for path in paths:
