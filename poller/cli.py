@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, cast
 
+from poller.config.redis_address import parse_address
 from poller.config.settings import INPUT_FORMATS, ORDERS, InputFormat, build_settings
 from poller.errors import PollerError
 from poller.input.plan import format_plan
@@ -47,7 +48,7 @@ def _add_run_parser(sub: Any) -> None:
             "config file, else ~/.tencentcloud/credentials. Exit status: 0 every token final, "
             "1 some not final (or --stop-after reached), 2 usage/config/input error, 3 a fatal API "
             "error stopped the run, 4 "
-            "the output or input failed mid-run, "
+            "the output or input (or the --shared-quota Redis) failed mid-run, "
             "130/143 interrupted."
         ),
     )
@@ -150,6 +151,26 @@ def _add_run_parser(sub: Any) -> None:
         "exit 1, and the next run on the same output resumes the rest",
     )
     p.add_argument(
+        "--shared-quota",
+        metavar="URL",
+        help="share the account's quota with other pollers and your backend through one "
+        "schedule in Redis: redis://HOST:6379/0, rediss:// for TLS, redis://:PASSWORD@HOST/0 "
+        "(better in FACEID_POLLER_SHARED_QUOTA or the config file than on a command line)",
+    )
+    p.add_argument(
+        "--max-share",
+        type=float,
+        metavar="F",
+        help="take at most this fraction of the quota (e.g. 0.75), leaving the rest to other "
+        "users of the account (default 1)",
+    )
+    p.add_argument(
+        "--shared-quota-timeout",
+        metavar="DURATION",
+        help="with --shared-quota: how long to wait for a lost Redis before stopping (exit 4; "
+        "the next run resumes); no request is sent without a slot meanwhile (default 60s)",
+    )
+    p.add_argument(
         "--order",
         choices=ORDERS,
         help="input (default), or expiry: oldest issued_at first (undated last, in input "
@@ -219,6 +240,9 @@ RUN_FLAGS = (
     "progress_interval",
     "stop_after",
     "order",
+    "shared_quota",
+    "max_share",
+    "shared_quota_timeout",
 )
 
 
@@ -266,6 +290,10 @@ def _run_command(args: argparse.Namespace) -> int:
         register_secret(settings.credentials.secret_key)
         if settings.credentials.session_token:
             register_secret(settings.credentials.session_token)
+    if settings.shared_quota:
+        password = parse_address(settings.shared_quota).password
+        if password:
+            register_secret(password)
     for warning in warnings:
         log.warning("warning: %s", warning)
     input_format = cast(InputFormat | None, settings.input_format or None)

@@ -47,8 +47,9 @@ from poller.output.lock import OutputLock
 from poller.output.resume import ResumeState, load_resume_state
 from poller.output.sink import JsonlSink, OutputFileError, Sink
 from poller.pipeline.engine import DEADLINE, Engine
-from poller.pipeline.pacing import Pacer
+from poller.pipeline.pacing import Pacing
 from poller.pipeline.stats import RunStats
+from poller.quota.shared import open_shared_quota
 
 if TYPE_CHECKING:
     from poller.observability.metrics import MetricsWriter
@@ -161,11 +162,12 @@ async def run_job(
     count the tokens a deadline left (see `Engine.run`). `estimate`, run on a thread, gives
     the deadline line logged at the start (see `Deadlines`)."""
     require_credentials(settings)
-    async with open_session(settings) as session:
+    async with open_shared_quota(settings) as quota, open_session(settings) as session:
         engine = Engine(
             settings,
             FaceIdClient(session, settings),
             sink,
+            shared_quota=quota,
             already_final=already_final,
             expired_before=expired_before,
             final_earlier=earlier.is_final if earlier else None,
@@ -240,7 +242,7 @@ class BatchSummary:
 
     output: str
     stats: RunStats = field(repr=False)
-    pacer: Pacer = field(repr=False)  # the pace the run kept (slowdowns, effective rate)
+    pacer: Pacing = field(repr=False)  # the pace the run kept (slowdowns, effective rate)
     resumed: ResumeState | None = field(default=None, repr=False)  # None: "-" or not a file
     # The index over settings.skip_final_in (None when it is empty).
     earlier: EarlierResults | None = field(default=None, repr=False)

@@ -23,6 +23,7 @@ from poller.output.earlier import load_earlier_results
 from poller.output.result import Result
 from poller.pipeline.engine import DEADLINE, Engine
 from poller.pipeline.stats import RunStats
+from poller.quota.shared import open_shared_quota
 
 # Results `poll` keeps for a consumer that has not taken them yet; then the engine waits.
 POLL_BUFFER: Final = 64
@@ -144,6 +145,7 @@ class Poll:
             if settings.skip_final_in:  # as `poller run` does: read on a thread, then skip
                 earlier = await asyncio.to_thread(load_earlier_results, settings.skip_final_in)
             async with contextlib.AsyncExitStack() as stack:
+                quota = await stack.enter_async_context(open_shared_quota(settings))
                 client = self._client
                 if client is None:
                     session = await stack.enter_async_context(open_session(settings))
@@ -154,6 +156,7 @@ class Poll:
                     settings,
                     client,
                     NullSink(),
+                    shared_quota=quota,
                     output=self._channel.attach,
                     final_earlier=earlier.is_final if earlier else None,
                     expired_earlier=earlier.was_expired_locally if earlier else None,

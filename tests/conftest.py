@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from tests.helpers import SECRET_ID, SECRET_KEY
+from tests.redis_server import RedisServer
 from tests.simulator_support import FakeClock
 
 
@@ -66,3 +67,21 @@ def user_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET_KEY)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session's shared-quota tests (emptied before each use)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's redis-server, emptied: each test starts with no schedule in it."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()  # a test that killed it leaves it for the next one to restart
+    redis_server.flush()
+    return redis_server.url

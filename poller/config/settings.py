@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from poller.config.credentials import CREDENTIAL_KEYS, Credentials, resolve_credentials
 from poller.config.durations import parse_duration
 from poller.config.errors import ConfigError
+from poller.config.redis_address import parse_address
 
 DEFAULT_ENDPOINT = "https://faceid.intl.tencentcloudapi.com"
 REGIONS = ("ap-singapore", "ap-bangkok", "ap-hongkong", "ap-jakarta", "sa-saopaulo")
@@ -50,7 +51,7 @@ Order = Literal["input", "expiry"]
 ORDERS: tuple[Order, ...] = ("input", "expiry")
 
 #: Settings whose value is a duration ("90m", "1h30m", or seconds), not a plain number.
-DURATION_FIELDS = frozenset({"stop_after"})
+DURATION_FIELDS = frozenset({"stop_after", "shared_quota_timeout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,16 @@ class Settings:
     # "input", or "expiry": oldest issued_at first (SPEC §9); reads the whole input first and
     # holds the tokens to query in memory (~60 bytes each, see README "Expiry order").
     order: str = "input"
+    # Share the account's quota with every other poller (and your backend) through one schedule
+    # in Redis (SPEC §7): "redis://HOST:6379/0", "rediss://" for TLS, "redis://:PASSWORD@HOST/0".
+    # "" paces this run alone. The password never appears in logs, errors or repr.
+    shared_quota: str = field(default="", repr=False)
+    # Take at most this fraction of the quota, leaving the rest to other users of the account
+    # (a live backend on the same shared quota, say). 1 takes it all.
+    max_share: float = 1.0
+    # Redis lost mid-run: no request is sent without a slot; the run waits and reconnects for
+    # this many seconds, then stops as a local failure (exit 4) and the rerun resumes.
+    shared_quota_timeout: float = 60.0
     credentials: Credentials | None = field(default=None, compare=False)
 
     @property
@@ -293,10 +304,21 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
         ),
         ("stop_after", s.stop_after >= 0, "stop_after must be at least 0 (0 = no deadline)"),
         ("order", s.order in ORDERS, f"order must be {' or '.join(ORDERS)}, got {s.order!r}"),
+        ("max_share", 0 < s.max_share <= 1, "max_share must be above 0 and at most 1"),
+        (
+            "shared_quota_timeout",
+            s.shared_quota_timeout > 0,
+            "shared_quota_timeout must be above 0 seconds",
+        ),
     ]
     for name, ok, message in checks:
         if not ok:
             raise fail(name, message)
+    if s.shared_quota:
+        try:
+            parse_address(s.shared_quota)
+        except ConfigError as exc:
+            raise fail("shared_quota", str(exc).rstrip(".")) from None
     if s.ca_bundle and not os.path.isfile(s.ca_bundle):
         raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} is not a readable file")
     if s.ca_bundle:

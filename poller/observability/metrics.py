@@ -39,7 +39,7 @@ from prometheus_client.metrics_core import Metric
 
 from poller.api.outcomes import Status
 from poller.config.settings import Settings
-from poller.pipeline.pacing import Pacer
+from poller.pipeline.pacing import Pacing
 from poller.pipeline.stats import RunStats
 
 log = logging.getLogger("poller")
@@ -101,7 +101,7 @@ class _Snapshot:
     __slots__ = ("known_codes", "pacer", "running", "stats")
 
     def __init__(
-        self, stats: RunStats, pacer: Pacer, running: bool, known_codes: frozenset[str]
+        self, stats: RunStats, pacer: Pacing, running: bool, known_codes: frozenset[str]
     ) -> None:
         self.stats = stats
         self.pacer = pacer
@@ -252,7 +252,7 @@ def known_result_codes(pending_codes: Iterable[str] = DEFAULT_PENDING_CODES) -> 
 
 def render_metrics(
     stats: RunStats,
-    pacer: Pacer,
+    pacer: Pacing,
     *,
     running: bool,
     pending_codes: Iterable[str] = DEFAULT_PENDING_CODES,
@@ -266,7 +266,7 @@ def render_metrics(
 def write_metrics(
     path: str,
     stats: RunStats,
-    pacer: Pacer,
+    pacer: Pacing,
     *,
     running: bool,
     pending_codes: Iterable[str] = DEFAULT_PENDING_CODES,
@@ -318,7 +318,7 @@ class MetricsWriter:
         self,
         path: str,
         stats: RunStats,
-        pacer: Pacer,
+        pacer: Pacing,
         interval: float = 15.0,
         *,
         pending_codes: Iterable[str] = DEFAULT_PENDING_CODES,

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from poller.pipeline.pacing import Pacer
+from poller.pipeline.pacing import Pacing
 from poller.pipeline.stats import RunStats
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class Progress:
     def __init__(
         self,
         stats: RunStats,
-        pacer: Pacer,
+        pacer: Pacing,
         *,
         stream: TextIO = sys.stderr,
         total: int | None = None,

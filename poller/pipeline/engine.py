@@ -45,11 +45,13 @@ from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, build_record
 from poller.output.sink import Sink
 from poller.output.writer import LineOutput, LineWriter, OutputError
 from poller.pipeline.breaker import Breaker
-from poller.pipeline.pacing import Pacer, RetryBudget
+from poller.pipeline.pacing import Pacer, Pacing, RetryBudget
 from poller.pipeline.retries import RetryPolicy
+from poller.pipeline.shared_pacing import SharedPacer
 from poller.pipeline.stats import FatalRunError, RunStats
 from poller.pipeline.stopping import StopLatch, Stopped
 from poller.pipeline.workqueue import Job, WorkQueue
+from poller.quota.shared import SharedQuota, SharedQuotaLost
 
 log = logging.getLogger("poller")
 
@@ -95,7 +97,8 @@ class Engine:
         client: FaceIdClient,
         sink: Sink,
         *,
-        pacer: Pacer | None = None,
+        pacer: Pacing | None = None,
+        shared_quota: SharedQuota | None = None,
         budget: RetryBudget | None = None,
         clock: Callable[[], float] = time.time,
         already_final: Callable[[str], bool] | None = None,
@@ -109,7 +112,12 @@ class Engine:
         self.sink = sink
         # The stop latch ends every wait for a slot or a backoff at once (SPEC §3 "Stopping").
         self._stop = StopLatch()
-        self.pacer = pacer or Pacer(settings.pacing_rate, stop=self._stop)
+        # This run's own pace, at its share of the quota; with a shared quota it stays
+        # underneath the shared schedule as a guard against bursts.
+        own = Pacer(settings.pacing_rate * settings.max_share, stop=self._stop)
+        if pacer is None and shared_quota is not None:
+            pacer = SharedPacer(shared_quota, own, stop=self._stop, on_lost=self._lose_quota)
+        self.pacer: Pacing = pacer or own
         self.budget = budget or RetryBudget(settings.retry_budget, settings.retry_refill)
         self.retries = RetryPolicy(settings, self.budget)
         self.clock = clock
@@ -616,6 +624,12 @@ class Engine:
         if done and (error := self._closing.exception()) is not None:
             self._record_local_error(error)
         self.stats.unwritten = self._writer.queued - self._writer.written
+
+    def _lose_quota(self, lost: SharedQuotaLost) -> None:
+        """Redis stayed lost past its timeout: stop as a local failure (exit 4). Requests on
+        the wire finish and are written; the rerun resumes the rest."""
+        self._record_local_error(lost)
+        self._halt()
 
     def _record_local_error(self, exc: BaseException) -> None:
         if self.stats.local_error is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
@@ -31,6 +32,32 @@ SLOWDOWN_COOLDOWN = 1.0
 RECOVERY_HOLD = 5.0  # seconds after the last slowdown before the rate climbs again
 RECOVERY_STEPS = 1000  # successes to climb from 0 back to the target rate
 MIN_RATE_FRACTION = 0.05
+
+
+class Pacing(Protocol):
+    """What the engine, the progress line, the metrics and the summary need of a pace: this
+    process's own `Pacer`, or `SharedPacer` (one schedule in Redis for many processes)."""
+
+    @property
+    def rate(self) -> float:
+        """The pace in force now, requests/s."""
+        ...
+
+    @property
+    def target_rate(self) -> float:
+        """The pace when nothing throttles, requests/s."""
+        ...
+
+    @property
+    def slowdowns(self) -> int:
+        """Times this run's throttles lowered the pace."""
+        ...
+
+    async def acquire(self) -> None: ...
+
+    def on_throttle(self) -> bool: ...
+
+    def on_success(self) -> None: ...
 
 
 class Pacer:

@@ -15,7 +15,7 @@ from typing import Any
 
 from poller.api.outcomes import Status
 from poller.errors import PollerError
-from poller.pipeline.pacing import Pacer
+from poller.pipeline.pacing import Pacing
 
 
 class FatalRunError(PollerError):
@@ -109,13 +109,13 @@ class RunStats:
         return f"{'' if self.not_reached_exact else 'at least '}{self.not_reached}"
 
 
-def format_summary(stats: RunStats, pacer: Pacer, *, terminal: bool = False) -> str:
+def format_summary(stats: RunStats, pacer: Pacing, *, terminal: bool = False) -> str:
     """The end-of-run summary: one `summary: ...` line for cron logs (and for grep), or, for a
     person at a `terminal`, the same numbers as a short aligned table."""
     return _table(stats, pacer) if terminal else _line(stats, pacer)
 
 
-def _line(stats: RunStats, pacer: Pacer) -> str:
+def _line(stats: RunStats, pacer: Pacing) -> str:
     statuses = ", ".join(f"{s.value} {stats.by_status.get(s.value, 0)}" for s in Status)
     parts = [
         f"{stats.tokens} tokens in {stats.elapsed:.1f} s: {statuses}",
@@ -137,7 +137,7 @@ def _line(stats: RunStats, pacer: Pacer) -> str:
     return "summary: " + "; ".join(parts)
 
 
-def _table(stats: RunStats, pacer: Pacer) -> str:
+def _table(stats: RunStats, pacer: Pacing) -> str:
     statuses = ", ".join(f"{s.value} {n}" for s in Status if (n := stats.by_status.get(s.value, 0)))
     rows = [
         ("tokens", f"{stats.tokens}" + (f" ({statuses})" if statuses else "")),

@@ -86,6 +86,9 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
         "progress_interval": "300",
         "stop_after": "1h30m",
         "order": "expiry",
+        "shared_quota": "rediss://:s3cret-pass@quota.internal:6380/2",
+        "max_share": "0.75",
+        "shared_quota_timeout": "2m",
         # os.pathsep between paths, as in PATH: a path may hold a comma.
         "skip_final_in": os.pathsep.join(["/data/night,1.jsonl", "/data/night-*.jsonl", ""]),
     }
@@ -118,6 +121,9 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
     assert settings.ca_bundle == str(bundle)
     assert settings.max_response_bytes == 4096
     assert settings.input_format == "csv"
+    assert settings.shared_quota == "rediss://:s3cret-pass@quota.internal:6380/2"
+    assert (settings.max_share, settings.shared_quota_timeout) == (0.75, 120.0)
+    assert "s3cret-pass" not in repr(settings)
 
 
 def test_toml_types_are_coerced(build: Build, write_toml: Callable[..., str]) -> None:

@@ -1,0 +1,321 @@
+"""`SharedQuota`: slots from one schedule in Redis, for every poller and the app backend.
+
+Each `reserve()` runs `gcra.lua` once: it books the next free slot of the account's schedule
+(on Redis's clock) and says how long to wait for it. Answers and throttles the caller heard
+since its last reservation travel with the next one, so the shared reaction to
+`RequestLimitExceeded` costs no round trip of its own: a throttle seen by any caller lowers
+the pace for all of them, and the slow recovery is shared too.
+
+Redis trouble never means a burst: without a reservation nothing is sent. A lost connection
+is retried with backoff for `timeout` seconds, then `SharedQuotaLost`; a server unreachable at
+the start is `SharedQuotaUnavailable`. Neither message, nor any log line or `repr`, carries the
+URL's password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from poller.config.credentials import resolve_credentials
+from poller.config.redis_address import RedisAddress, parse_address, schedule_key
+from poller.config.settings import Settings
+from poller.errors import PollerError
+
+log = logging.getLogger("poller")
+
+ACTION = "GetSdkVerificationResult"
+# The pace's reaction to RequestLimitExceeded, shared by every caller on the key (SPEC §5):
+# multiply down (at most once a second, whoever reports it), hold, then climb back slowly.
+SLOWDOWN_FACTOR = 0.7
+SLOWDOWN_COOLDOWN = 1.0
+RECOVERY_HOLD = 5.0
+RECOVERY_STEPS = 1000
+MIN_PACE = 0.05
+# An idle schedule is forgotten this long after its last slot (its slowdown with it).
+SCHEDULE_TTL = 600.0
+# Reconnecting: full-jitter backoff from RETRY_FIRST doubling to RETRY_MAX seconds.
+RETRY_FIRST = 0.05
+RETRY_MAX = 2.0
+# One command's budget: a Redis that answers slower than this is treated as lost.
+COMMAND_TIMEOUT = 2.0
+
+_SCRIPT = resources.files("poller.quota").joinpath("gcra.lua").read_text(encoding="utf-8")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class SharedQuotaUnavailable(PollerError):
+    """The shared quota's Redis cannot be used at the start: one sentence, exit 2."""
+
+
+class SharedQuotaLost(PollerError):
+    """Redis stayed unreachable mid-run for longer than the timeout: the run stops (exit 4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A booked slot: send after `wait` seconds. `pace` is the shared fraction of the full rate
+    now in force; `lowered` says this reservation's throttle report lowered it."""
+
+    wait: float
+    pace: float
+    lowered: bool
+    redis_time: float  # Redis's clock when the slot was booked (seconds since the epoch)
+
+
+class SharedQuota:
+    """Slots for one account's API quota, shared through Redis by every process that asks.
+
+    `rate` is the account's quota in requests/s; slots are spaced `1 / (rate * (1 - margin))`
+    apart, as `poller run` paces. The key is a hash of the SecretId (`secret_id`, or the one
+    `poller run` would use: TENCENTCLOUD_SECRET_ID, else ~/.tencentcloud/credentials) and the
+    action, so every user of one account shares one schedule and nobody else's.
+
+        async with SharedQuota("redis://quota-redis:6379/0") as quota:
+            await quota.acquire()  # before every call to GetSdkVerificationResult
+    """
+
+    def __init__(
+        self,
+        url: str,
+        rate: float = 20.0,
+        *,
+        margin: float = 0.05,
+        secret_id: str | None = None,
+        action: str = ACTION,
+        timeout: float = 60.0,
+    ) -> None:
+        if not rate > 0 or not 0 <= margin < 1:
+            raise PollerError("SharedQuota needs a rate above 0 and a margin in [0, 1).")
+        if not timeout > 0:
+            raise PollerError("SharedQuota needs a timeout above 0 seconds.")
+        self.address: RedisAddress = parse_address(url, setting="the shared quota URL")
+        self.rate = rate * (1.0 - margin)  # the full shared pace, requests/s
+        self.timeout = timeout
+        self.key = schedule_key(secret_id if secret_id is not None else _own_secret_id(), action)
+        self.pace = 1.0  # the shared fraction of `rate` in force, as of the last reservation
+        self.slowdowns = 0  # lowerings this caller's throttle reports caused
+        self.reservations = 0
+        self._successes = 0
+        self._throttled = False
+        self._redis: Any = None
+        self._script: Any = None
+        self._lost_since: float | None = None
+
+    # -- connection ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect and check the server answers; `SharedQuotaUnavailable` if it does not."""
+        import redis.asyncio as aioredis  # loaded only when a shared quota is asked for
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        try:
+            self._redis = aioredis.Redis.from_url(
+                self.address.url,
+                socket_timeout=COMMAND_TIMEOUT,
+                socket_connect_timeout=COMMAND_TIMEOUT,
+                # Our own loop retries with backoff and a deadline; the client's would hide it.
+                retry=Retry(NoBackoff(), 0),
+                client_name="faceid-poller",
+            )
+        except (ValueError, TypeError) as exc:
+            raise SharedQuotaUnavailable(
+                f"the shared quota URL {self.address.shown} cannot be used: {self._scrub(exc)}."
+            ) from None
+        self._script = self._redis.register_script(_SCRIPT)
+        try:
+            await self._redis.ping()
+        except Exception as exc:  # noqa: BLE001 - every way a connection fails, said once
+            await self.close()
+            raise SharedQuotaUnavailable(
+                f"the shared quota's Redis at {self.address.shown} cannot be reached: "
+                f"{self._scrub(exc)}."
+            ) from None
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            redis, self._redis = self._redis, None
+            try:
+                await redis.aclose()
+            except Exception as exc:  # noqa: BLE001 - closing a dead connection is no error
+                log.debug("closing the shared quota's Redis connection: %s", self._scrub(exc))
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- slots -----------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        """Wait for this caller's next slot; send the request right after."""
+        reservation = await self.reserve()
+        if reservation.wait > 0:
+            await asyncio.sleep(reservation.wait)
+
+    def answered(self) -> None:
+        """An answer came back (not a throttle): counts toward the shared pace's recovery."""
+        self._successes += 1
+
+    def throttled(self) -> None:
+        """Tencent said RequestLimitExceeded: the shared pace is lowered for every caller (on
+        this caller's next reservation, at most once a second whoever reports it)."""
+        self._throttled = True
+
+    async def reserve(self, sleep: Sleep = asyncio.sleep) -> Reservation:
+        """Book the next slot. Redis lost: retry with backoff (through `sleep`, so a stop can
+        end the wait) for `timeout` seconds, then `SharedQuotaLost`."""
+        if self._redis is None:
+            raise PollerError("SharedQuota is not open: use `async with SharedQuota(...)`.")
+        attempt = 0
+        while True:
+            successes, throttled = self._successes, self._throttled
+            try:
+                reply = await self._script(
+                    keys=[self.key],
+                    args=[
+                        f"{1e6 / self.rate:.3f}",
+                        successes,
+                        int(throttled),
+                        SLOWDOWN_FACTOR,
+                        MIN_PACE,
+                        int(SLOWDOWN_COOLDOWN * 1e6),
+                        int(RECOVERY_HOLD * 1e6),
+                        f"{1 / RECOVERY_STEPS:.9f}",
+                        int(SCHEDULE_TTL * 1000),
+                    ],
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure of Redis: no slot, no send
+                attempt += 1
+                await self._wait_for_redis(exc, attempt, sleep)
+                continue
+            break
+        if self._lost_since is not None:
+            log.warning(
+                "the shared quota's Redis at %s is back after %.1f s",
+                self.address.shown,
+                time.monotonic() - self._lost_since,
+            )
+            self._lost_since = None
+        self._successes -= successes
+        if throttled:
+            self._throttled = False
+        wait_us, pace, lowered, now_us = reply
+        reservation = Reservation(
+            wait=max(int(wait_us), 0) / 1e6,
+            pace=float(pace),
+            lowered=bool(int(lowered)),
+            redis_time=int(now_us) / 1e6,
+        )
+        self.reservations += 1
+        self.pace = reservation.pace
+        if reservation.lowered:
+            self.slowdowns += 1
+            log.info(
+                "throttled by the server: the shared pace lowered to %.2f req/s for every "
+                "poller on this account",
+                self.rate * self.pace,
+            )
+        return reservation
+
+    async def _wait_for_redis(self, exc: BaseException, attempt: int, sleep: Sleep) -> None:
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        now = time.monotonic()
+        if not isinstance(exc, ConnectionError | TimeoutError | OSError):
+            # Not a lost connection (a wrong password after a restart, a key of another type):
+            # waiting will not mend it.
+            raise SharedQuotaLost(
+                f"the shared quota's Redis at {self.address.shown} failed: {self._scrub(exc)}"
+            ) from None
+        if self._lost_since is None:
+            self._lost_since = now
+            log.warning(
+                "the shared quota's Redis at %s is unreachable (%s): no request is sent until "
+                "it is back; the run stops if it is not back within %.0f s",
+                self.address.shown,
+                self._scrub(exc),
+                self.timeout,
+            )
+        elapsed = now - self._lost_since
+        if elapsed >= self.timeout:
+            raise SharedQuotaLost(
+                f"the shared quota's Redis at {self.address.shown} was unreachable for "
+                f"{elapsed:.0f} s ({self._scrub(exc)}), so no request could get a slot"
+            ) from None
+        backoff = random.uniform(0, min(RETRY_MAX, RETRY_FIRST * 2 ** min(attempt, 16)))
+        await sleep(min(backoff, self.timeout - elapsed))
+
+    def _scrub(self, exc: BaseException) -> str:
+        """An error's text, without the password should a library ever quote the URL."""
+        text = str(exc).strip().rstrip(".") or type(exc).__name__
+        if self.address.password:
+            text = text.replace(self.address.password, "***")
+        return text.replace(self.address.url, self.address.shown)
+
+    def __repr__(self) -> str:
+        return (
+            f"<SharedQuota {self.address.shown} rate={self.rate:.2f}/s pace={self.pace:.3f} "
+            f"reservations={self.reservations}>"
+        )
+
+
+@asynccontextmanager
+async def open_shared_quota(settings: Settings) -> AsyncIterator[SharedQuota | None]:
+    """The run's shared quota, open (its Redis answered), or None when the settings name none.
+
+    Unreachable: `SharedQuotaUnavailable` before anything is sent (exit 2)."""
+    if not settings.shared_quota:
+        yield None
+        return
+    if settings.credentials is None:
+        raise PollerError("a shared quota needs the account's credentials to find its schedule.")
+    quota = SharedQuota(
+        settings.shared_quota,
+        settings.rate,
+        margin=settings.rate_margin,
+        secret_id=settings.credentials.secret_id,
+        timeout=settings.shared_quota_timeout,
+    )
+    async with quota:
+        log.info(
+            "pacing: one schedule shared through %s (key %s): %.2f req/s for every poller on "
+            "this account%s",
+            quota.address.shown,
+            quota.key,
+            quota.rate,
+            f", this run at most {settings.max_share:g} of it" if settings.max_share < 1 else "",
+        )
+        yield quota
+
+
+def _own_secret_id() -> str:
+    """The SecretId `poller run` would use without a config file: the environment, else the
+    SDK profile. `SharedQuota` keys the schedule by it, so the backend and the poller agree."""
+    warnings: list[str] = []
+    credentials = resolve_credentials(os.environ, {}, None, Path.home(), warnings)
+    if credentials is None:
+        raise PollerError(
+            "SharedQuota needs the account's SecretId to find its schedule: pass secret_id=, "
+            "or set TENCENTCLOUD_SECRET_ID."
+        )
+    return credentials.secret_id
