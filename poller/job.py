@@ -49,6 +49,7 @@ from poller.output.sink import JsonlSink, OutputFileError, Sink
 from poller.pipeline.engine import DEADLINE, Engine
 from poller.pipeline.pacing import Pacing
 from poller.pipeline.stats import RunStats
+from poller.quota.neighbours import RunRegistry, competition_warning
 from poller.quota.shared import open_shared_quota
 
 if TYPE_CHECKING:
@@ -359,6 +360,7 @@ def run_batch(
             state = load_resume_state(path)
             if state.lines or state.torn_bytes:
                 log.info("resuming %s: %s", path, state.summary())
+        _announce(stack, settings, path)
         close_errors: list[str] = []
         if isinstance(output, str | os.PathLike):
             sink: Sink = _open_sink(path)
@@ -410,6 +412,21 @@ def run_batch(
     if close_errors and engine.stats.local_error is None:
         engine.stats.local_error = close_errors[0]
     return BatchSummary(path, engine.stats, engine.pacer, state, earlier)
+
+
+def _announce(stack: contextlib.ExitStack, settings: Settings, output: str) -> None:
+    """Register this run with the others on this machine for its lifetime; without a shared
+    quota, say in one line when they compete for the account's quota (never refused)."""
+    if settings.credentials is None:
+        return
+    neighbours = stack.enter_context(
+        RunRegistry(settings.credentials.secret_id, output, settings.max_share)
+    )
+    if settings.shared_quota:
+        return  # this run takes its slots from the shared schedule: nothing to add
+    warning = competition_warning(neighbours, settings.max_share)
+    if warning is not None:
+        log.warning("warning: %s", warning)
 
 
 def _load_earlier(settings: Settings, output: str | None) -> EarlierResults | None:
