@@ -546,7 +546,7 @@ def _plan(
     )
     deadlines = None
     if settings.max_token_age > 0:
-        deadlines = Deadlines(time.time(), settings.pacing_rate, settings.max_token_age)
+        deadlines = Deadlines(time.time(), settings.run_rate, settings.max_token_age)
     return make_plan(iter(as_items(tokens)), triage, deadlines=deadlines)
 
 

@@ -126,7 +126,13 @@ class Settings:
 
     @property
     def pacing_rate(self) -> float:
+        """The pace under the account's quota: every poller on it together (SPEC §5)."""
         return self.rate * (1.0 - self.rate_margin)
+
+    @property
+    def run_rate(self) -> float:
+        """This run's own pace at most: its `max_share` of the paced quota."""
+        return self.pacing_rate * self.max_share
 
     @property
     def host(self) -> str:

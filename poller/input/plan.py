@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from poller.config.durations import format_duration
+from poller.config.redis_address import parse_address
 from poller.config.settings import Settings
 from poller.input.entries import InputItem, TokenEntry
 from poller.input.order import late_count
@@ -110,7 +111,7 @@ def _duration(seconds: float) -> str:
 def format_plan(plan: Plan, settings: Settings, *, tokens: str, output: str) -> str:
     c = plan.counts
     to_query = c[Verdict.QUERY]
-    rate = settings.pacing_rate
+    rate = settings.run_rate
     creds = settings.credentials
     rows = [
         ("to query", to_query),
@@ -128,10 +129,17 @@ def format_plan(plan: Plan, settings: Settings, *, tokens: str, output: str) -> 
         f"endpoint {settings.endpoint}, region {settings.region}",
         "credentials: "
         + (f"secret id {creds.secret_id} from {creds.source}" if creds else "none found"),
-        f"pacing {rate:.2f} req/s (quota {settings.rate:g}/s less {settings.rate_margin:.0%})",
+        f"pacing {rate:.2f} req/s (quota {settings.rate:g}/s less {settings.rate_margin:.0%}"
+        + (f", this run's share {settings.max_share:g}" if settings.max_share < 1 else "")
+        + ")",
         f"estimated duration: {_duration(to_query / rate)} for the first attempts "
         f"({to_query} / {rate:.2f} per s); retries and pending re-checks add to it",
     ]
+    if settings.shared_quota:
+        lines.append(
+            f"shared quota: {parse_address(settings.shared_quota).shown}; other pollers on the "
+            "account take slots from the same schedule, so the run may take longer"
+        )
     d = plan.deadlines
     if d is not None and d.dated:
         lines.append("deadlines: " + d.describe(settings.order))

@@ -114,7 +114,7 @@ class Engine:
         self._stop = StopLatch()
         # This run's own pace, at its share of the quota; with a shared quota it stays
         # underneath the shared schedule as a guard against bursts.
-        own = Pacer(settings.pacing_rate * settings.max_share, stop=self._stop)
+        own = Pacer(settings.run_rate, stop=self._stop)
         if pacer is None and shared_quota is not None:
             pacer = SharedPacer(shared_quota, own, stop=self._stop, on_lost=self._lose_quota)
         self.pacer: Pacing = pacer or own
