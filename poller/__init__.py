@@ -8,6 +8,8 @@ very path the command takes:
 - `poll(tokens, settings)`: each token's `Result` as it settles, in an async iterator.
 - `build_settings(...)` or `Settings(...)` with `Credentials`: the settings of a run.
 - `Sink`: where lines go; `JsonlSink` is the JSON-lines file.
+- `SharedQuota(url, rate=20)`: your backend's live calls take slots from the schedule the
+  pollers share through Redis (`--shared-quota`), so together they stay under the quota.
 - `PollerError`: the base of every error they raise; each one is a sentence for a person.
 
 Everything else lives in the stage packages (poller.input, poller.api, poller.output,
@@ -28,6 +30,7 @@ from poller.output.resume import ResumeError
 from poller.output.sink import JsonlSink, OutputFileError, Sink
 from poller.pipeline.stats import FatalRunError, RunStats
 from poller.polling import Poll, poll
+from poller.quota.shared import SharedQuota, SharedQuotaLost, SharedQuotaUnavailable
 
 __all__ = [
     "BatchSummary",
@@ -47,6 +50,9 @@ __all__ = [
     "ResumeError",
     "RunStats",
     "Settings",
+    "SharedQuota",
+    "SharedQuotaLost",
+    "SharedQuotaUnavailable",
     "Sink",
     "Status",
     "build_settings",
