@@ -566,7 +566,16 @@ def plan_batch(
         _refuse_a_foreign_file(path)  # as the run would: the plan must not promise a run
     if _is_resumable(path) and not fresh:
         state = load_resume_state(path, set_aside=False)
+    if settings.shared_quota:
+        # The run would refuse to start without its Redis: so does the plan (exit 2).
+        _refuse_running_loop("plan_batch()")
+        asyncio.run(_reach_shared_quota(settings))
     return _plan(tokens, settings, state, earlier)
+
+
+async def _reach_shared_quota(settings: Settings) -> None:
+    async with open_shared_quota(settings):
+        pass
 
 
 def _refuse_running_loop(what: str) -> None:

@@ -327,3 +327,30 @@ async def test_two_runs_without_redis_are_told_they_compete(tmp_path: Path) -> N
     assert DEMO_SECRET_ID not in err
     assert third_status == 0, third_err
     assert "compete" not in third_err
+
+
+async def test_the_dry_run_checks_the_shared_quota_as_the_run_would(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    server = RedisServer(tmp_path_factory.mktemp("redis-plan"), password="plan-pw-hidden")
+    server.start()
+    try:
+        tokens = write_tokens(tmp_path / "t.txt", ["a", "b", "c"])
+        out = tmp_path / "out.jsonl"
+        base = ["run", "--tokens", tokens, "--output", str(out), "--dry-run", "--max-share", "0.5"]
+        proc = await start_poller(*base, "--shared-quota", server.url)
+        out_text, err_bytes = await asyncio.wait_for(proc.communicate(), timeout=60)
+        plan, err = out_text.decode(), err_bytes.decode()
+        assert proc.returncode == 0, err
+        assert f"shared quota: redis://127.0.0.1:{server.port}/0 answers" in plan
+        assert "pacing 9.50 req/s" in plan  # this run's share of the paced quota
+        assert "plan-pw-hidden" not in plan + err
+        server.kill()
+        proc = await start_poller(*base, "--shared-quota", server.url)
+        status, err = await finish(proc)
+    finally:
+        server.kill()
+    assert status == 2
+    assert "cannot be reached" in err
+    assert "plan-pw-hidden" not in err
+    assert not out.exists()

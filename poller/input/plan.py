@@ -137,8 +137,8 @@ def format_plan(plan: Plan, settings: Settings, *, tokens: str, output: str) -> 
     ]
     if settings.shared_quota:
         lines.append(
-            f"shared quota: {parse_address(settings.shared_quota).shown}; other pollers on the "
-            "account take slots from the same schedule, so the run may take longer"
+            f"shared quota: {parse_address(settings.shared_quota).shown} answers; other pollers "
+            "on the account take slots from the same schedule, so the run may take longer"
         )
     d = plan.deadlines
     if d is not None and d.dated:
