@@ -3,6 +3,7 @@
 python -m bench                 # the full suite (~6 min on 2 cores) -> docs/benchmarks.md
 python -m bench --quick         # small sizes, a smoke test; prints, writes nothing
 python -m bench cpu             # one case alone (~30 s): the poller vs the bare-aiohttp floor
+python -m bench shared          # 1, 2, 4 pollers on one shared quota in Redis (~100 s)
 python -m bench --only cpu,startup --repeats 5
 """
 
@@ -16,13 +17,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import cpu, quota, reconcile, scale, startup
+from bench import cpu, quota, reconcile, scale, shared, startup
 from bench.model import Section, Sizes
 from bench.procs import SimulatorDied
 from bench.report import render
 
 DOC = Path("docs/benchmarks.md")
-MEASUREMENTS = ("quota", "cpu", "sdk", "scale", "startup", "reconcile")
+MEASUREMENTS = ("quota", "cpu", "sdk", "scale", "startup", "reconcile", "shared")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scale": lambda: scale.run(sizes),
         "startup": lambda: startup.run(sizes),
         "reconcile": lambda: reconcile.run(sizes),
+        "shared": lambda: shared.run(sizes),
     }
+    if "shared" in chosen:
+        try:
+            shared.redis_binary()  # missing: said at once, not after the other measurements
+        except shared.RedisMissing as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return 2
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     load_before = os.getloadavg()

@@ -46,6 +46,8 @@ class Sizes:
     cpu_tokens: int
     scale_tokens: int  # the Scale input, the output resumed from and the earlier file alike
     startup_runs: int
+    shared_tokens: int  # per shared-quota case, split between its pollers
+    shared_reservations: int  # timed `SharedQuota.reserve()` calls
 
     @classmethod
     def full(cls) -> Sizes:
@@ -54,6 +56,8 @@ class Sizes:
             cpu_tokens=8_000,
             scale_tokens=5_000_000,
             startup_runs=5,
+            shared_tokens=400,
+            shared_reservations=2_000,
         )
 
     @classmethod
@@ -63,6 +67,8 @@ class Sizes:
             cpu_tokens=500,
             scale_tokens=100_000,
             startup_runs=2,
+            shared_tokens=60,
+            shared_reservations=500,
         )
 
 

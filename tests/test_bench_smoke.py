@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench_main
-from bench import cpu, quota
+from bench import cpu, quota, shared
 from bench.model import Section, Sizes, Table
 from bench.procs import ChildResult, parse_summary
 from bench.report import render
@@ -128,3 +128,80 @@ def test_the_bench_command_names_one_measurement() -> None:
     assert info.value.code == 2
     assert cpu.CONCURRENCY == 64
     assert Sizes.full().cpu_tokens == 8_000
+
+
+def test_the_shared_quota_measurement_end_to_end(tmp_path: Path) -> None:
+    # Two real pollers on one schedule in the bench's own redis-server, more tokens than one
+    # second of the quota: a burst, or each poller pacing at 19/s on its own, would show.
+    with shared.redis_server(tmp_path) as redis:
+        result, token_files = shared.measure_case(2, 30, redis, tmp_path)
+        cost = shared.reserve_cost(redis, 20)
+    assert len(token_files) == 2
+    assert [run.tokens for run in result.runs] == [15, 15]
+    assert all(run.child.returncode == 0 for run in result.runs)
+    assert result.exactly_once
+    assert result.requests == sum(len(run.arrivals) for run in result.runs) == 30
+    assert result.throttled == 0
+    assert 0 < result.max_in_window <= 20
+    assert result.together > 0
+    assert result.rate == pytest.approx((result.together_requests - 1) / result.together)
+    assert sum(result.in_together(run) for run in result.runs) == result.together_requests
+    # Together, not each: two pollers pacing at 19/s apiece would send about 38/s.
+    assert result.rate < shared.QUOTA
+    assert cost.count == 20
+    assert 0 < cost.median_us <= cost.p99_us
+    assert cost.cpu_us > 0
+
+    target = shared._target(result)
+    assert target.met is (round(result.use_paced, 3) >= shared.TARGET_USE)
+    assert (target.why == "") is target.met
+    row = shared._row(result)
+    assert row[:3] == ["2", "30", "30"]
+    assert row[-1] == "yes"
+
+
+def test_a_missed_shared_target_is_not_met_and_says_why(tmp_path: Path) -> None:
+    """The shared verdict without a run: over quota, under-used, a token without its line."""
+    child = ChildResult((), 0, 0.0, 2.0, 0.4, 0.05, 40.0, "", "")
+    stderr = (
+        "summary: 2 tokens in 1.0 s: passed 2; not final 0; requests 2 (retries 0, "
+        "throttled 0, slowdowns 0); effective rate 2.00 req/s (pacing 19.00 of 19.00)\n"
+    )
+    run = shared.PollerRun(2, child, parse_summary(stderr), (0.0, 1.0), "")
+    base = shared.CaseResult(
+        pollers=2, runs=(run, run), requests=4, throttled=0, max_in_window=4,
+        together_start=0.0, together_end=3 / 19, together_requests=4, first=0.0, last=1.0,
+        simulator_argv=(),
+    )  # fmt: skip
+    assert base.rate == pytest.approx(19.0)
+    assert shared._target(base).met is True
+    over = shared._target(replace(base, throttled=2, max_in_window=22))
+    assert over.met is False
+    assert over.why == "2 throttled, max 22 in 1 s"
+    slow = shared._target(replace(base, together_end=1.0))
+    assert slow.met is False
+    assert slow.why == "together 3.00/s = 0.158 of the paced 19/s < 0.9"
+    lost = replace(base, runs=(run, replace(run, problem="1 tokens without a line")))
+    assert shared._target(lost).met is False
+    assert shared._target(lost).why == "poller 2: 1 tokens without a line"
+    assert shared._row(lost)[-1] == "**no**"
+
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"token": "a"}\n{"token": "a"}\n{"token": "x"}\nnot json\n', encoding="utf-8")
+    assert shared.check_lines(out, ["a", "b"]) == (
+        "1 tokens without a line, 1 tokens twice or more, 1 lines of other tokens, "
+        "1 unreadable lines"
+    )
+    out.write_text('{"token": "b"}\n{"token": "a"}\n', encoding="utf-8")
+    assert shared.check_lines(out, ["a", "b"]) == ""
+
+
+def test_the_shared_measurement_without_redis_server_fails_in_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("REDIS_SERVER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert bench_main.main(["shared"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bench: redis-server is not installed")
+    assert "\n" not in err
