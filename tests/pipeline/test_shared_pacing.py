@@ -131,3 +131,31 @@ async def test_a_stop_while_waiting_for_a_shared_slot_sends_nothing_more(
     assert client.calls == 0
     assert engine.stats.stopped_by == "SIGINT"
     assert out.read_text() == ""
+
+
+async def test_the_guard_holds_even_when_the_schedule_goes_wrong(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Workers queue for the booking while another poller's backlog holds the schedule; then
+    the key is deleted before every booking (a broken schedule), so each queued worker is told
+    "now". This process's sends still stay 3/4 of an interval apart: no burst."""
+    import redis
+
+    settings = settings_for(redis_url, rate=20.0, concurrency=8)
+    server = redis.Redis.from_url(redis_url)
+
+    class DeletesTheKey(FakeClient):
+        async def get_result(self, token: str):  # type: ignore[no-untyped-def]
+            for key in server.keys("faceid-poller:quota:*"):
+                server.delete(key)
+            return await super().get_result(token)
+
+    client = DeletesTheKey({}, default=ok())
+    tokens = [f"tok-{n}" for n in range(12)]
+    async with SharedQuota(redis_url, 20.0, secret_id=SECRET_ID) as other:
+        for _ in range(19):  # a second of slots booked ahead by another poller
+            await other.reserve()
+        _, lines = await run_engine(tmp_path, settings, client, tokens)
+    assert len(lines) == 12
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(client.sent)]
+    assert min(gaps) >= 0.75 / 19.0 - 0.002
