@@ -291,9 +291,8 @@ def _run_command(args: argparse.Namespace) -> int:
         if settings.credentials.session_token:
             register_secret(settings.credentials.session_token)
     if settings.shared_quota:
-        password = parse_address(settings.shared_quota).password
-        if password:
-            register_secret(password)
+        for secret in parse_address(settings.shared_quota).secrets:
+            register_secret(secret)
     for warning in warnings:
         log.warning("warning: %s", warning)
     input_format = cast(InputFormat | None, settings.input_format or None)

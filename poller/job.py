@@ -349,6 +349,10 @@ def run_batch(
             f"run_batch() writes to a path or a Sink, not {type(output).__name__}."
         )
     earlier = _load_earlier(settings, path if resumable else None)
+    if settings.shared_quota:
+        # Before the output is touched (--fresh empties it): a run that cannot start must not
+        # have changed anything (exit 2). The run connects again, for good, when it starts.
+        asyncio.run(_reach_shared_quota(settings))
     with contextlib.ExitStack() as stack:
         state: ResumeState | None = None
         if resumable:

@@ -8,6 +8,7 @@ the test *fails* with one sentence saying how to get it: the Redis tests never s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -103,3 +104,44 @@ class RedisServer:
             client.flushall()
         finally:
             client.close()
+
+
+class DelayProxy:
+    """A loopback TCP proxy that delays every chunk by `delay` seconds each way: a Redis on
+    another continent, for the test that the pace survives a long round trip."""
+
+    def __init__(self, target_port: int, delay: float) -> None:
+        self.target_port = target_port
+        self.delay = delay
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> DelayProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            await asyncio.gather(
+                self._pipe(reader, up_writer),
+                self._pipe(up_reader, writer),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:
+            up_writer.close()
+            writer.close()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while data := await reader.read(65536):
+                # Delivered `delay` later, in order, without holding up the reading.
+                loop.call_later(self.delay, writer.write, data)
+        finally:
+            loop.call_later(self.delay, writer.close)

@@ -354,3 +354,61 @@ async def test_the_dry_run_checks_the_shared_quota_as_the_run_would(
     assert "cannot be reached" in err
     assert "plan-pw-hidden" not in err
     assert not out.exists()
+
+
+# -- found in review ----------------------------------------------------------------------------
+
+
+async def test_three_runs_survive_a_lost_schedule_without_a_burst(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """FLUSHALL mid-run (as a Redis restart without persistence): the slots the runs had booked
+    from the lost schedule are still ahead, and the new schedule must start after them."""
+    import redis
+
+    async with running_simulator(strict(seed=16)) as sim:
+        batches = [sim.mint(40) for _ in range(3)]
+        outs = [tmp_path / f"out-{n}.jsonl" for n in range(3)]
+        procs = [
+            await start_poller(
+                *run_args(
+                    sim,
+                    write_tokens(tmp_path / f"tokens-{n}.txt", batch),
+                    outs[n],
+                    "--shared-quota",
+                    redis_url,
+                ),
+            )
+            for n, batch in enumerate(batches)
+        ]
+        await lines_written(outs[0], 8)
+        server = redis.Redis.from_url(redis_url)
+        server.flushall()
+        await lines_written(outs[1], 20)
+        server.flushall()
+        server.close()
+        finished = await asyncio.gather(*(finish(p) for p in procs))
+        stats = sim.stats()
+    for status, err in finished:
+        assert status == 0, err
+    for out, batch in zip(outs, batches, strict=True):
+        assert_lines_match_the_simulator(sim, out, batch)
+    assert stats["throttled"] == 0
+    assert stats["max_in_window"] <= 20
+
+
+async def test_fresh_force_leaves_the_output_alone_when_redis_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out.jsonl"
+    kept = '{"token":"a","status":"passed","final":true,"attempts":1}\n'
+    out.write_text(kept)
+    proc = await start_poller(
+        "run", "--tokens", write_tokens(tmp_path / "t.txt", ["a", "b"]), "--output", str(out),
+        "--endpoint", "http://127.0.0.1:9", "--fresh", "--force",
+        "--shared-quota", f"redis://127.0.0.1:{free_port()}/0",
+    )  # fmt: skip
+    status, err = await finish(proc)
+    assert status == 2, err
+    assert "cannot be reached" in err
+    assert out.read_text() == kept

@@ -37,9 +37,12 @@ async def test_the_readme_example_paces_live_calls_from_the_shared_schedule(
     assert '"redis://quota-redis.internal:6379/0"' in source
     source = source.replace("redis://quota-redis.internal:6379/0", redis_url)
     left: list[float] = []
-    throttle: dict[str, Any] = {"Error": {"Code": "RequestLimitExceeded"}}
+    # Tencent's JSON: everything under "Response"; a throttle's code is one of SPEC §2's kin.
+    throttle: dict[str, Any] = {
+        "Response": {"Error": {"Code": "RequestLimitExceeded.UinLimitExceeded"}, "RequestId": "r"}
+    }
     answers: itertools.chain[dict[str, Any]] = itertools.chain(
-        [throttle], itertools.repeat({"Result": "0"})
+        [throttle], itertools.repeat({"Response": {"Result": "0", "RequestId": "r"}})
     )
 
     async def get_sdk_verification_result(sdk_token: str) -> dict[str, Any]:

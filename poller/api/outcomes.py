@@ -163,6 +163,12 @@ def outcome_of(exchange: Reply | TransportFault, pending_codes: Collection[str])
     return row(error.code, error.message, exchange.request_id)
 
 
+def is_throttle_code(code: str) -> bool:
+    """`RequestLimitExceeded` and kin (SPEC §2): another caller of the account is over the
+    quota. For callers that classify a code themselves (`SharedQuota.report`)."""
+    return _row(code) is Throttled
+
+
 def _row(code: str) -> _Row:
     exact = _EXACT.get(code)
     if exact is not None:

@@ -310,7 +310,7 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
         ),
         ("stop_after", s.stop_after >= 0, "stop_after must be at least 0 (0 = no deadline)"),
         ("order", s.order in ORDERS, f"order must be {' or '.join(ORDERS)}, got {s.order!r}"),
-        ("max_share", 0 < s.max_share <= 1, "max_share must be above 0 and at most 1"),
+        ("max_share", 0.01 <= s.max_share <= 1, "max_share must be between 0.01 and 1"),
         (
             "shared_quota_timeout",
             s.shared_quota_timeout > 0,

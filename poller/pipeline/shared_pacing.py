@@ -1,13 +1,15 @@
 """The pace when several pollers share one account's quota: slots from Redis (SPEC §7).
 
-Each attempt first takes a slot from this run's own `Pacer`, at `max_share` of the paced rate:
-it caps this run's part of the quota. Then it books its slot in the shared schedule and sleeps
-until it. One booking at a time per process (a lock over book-and-sleep): the schedule holds at
-most one slot ahead per poller, so a lowered pace or a stop takes effect at once, and slots go
-out in booking order. Last, a guard (aiolimiter, as under the local pacer) holds two sends of
-this process at least 3/4 of the full pace's interval apart: the schedule never hands one
-process slots that close, so the guard costs nothing, but should the schedule go wrong (its
-key deleted, another tool writing to it) this process still never sends in a burst.
+Each attempt books its slot in the shared schedule and sleeps until it. Bookings are made one
+at a time, in order, and each first takes a slot of this run's own `Pacer` (at `max_share` of
+the paced rate), inside the same turn: this run's slots cannot pile up while the schedule is
+busy, so the share is a cap over short spans too, not only on average. A process keeps few
+bookings ahead of now: one when Redis is near (the schedule then holds one slot ahead per
+poller, so a lowered pace or a stop takes effect at once), more when each round trip to Redis
+costs a good part of an interval, so a distant Redis does not cut the pace. Last, a guard
+(aiolimiter, as under the local pacer) holds two sends of this process at least 3/4 of the
+full pace's interval apart: the schedule never hands one process slots that close, so the
+guard costs nothing, but should the schedule go wrong, this process still never bursts.
 
 A throttle or an answer heard here travels with the next booking (`SharedQuota`): every poller
 on the key slows down together and recovers together. If Redis stays lost past its timeout,
@@ -26,11 +28,14 @@ from poller.pipeline.pacing import GUARD_FRACTION, Pacer
 from poller.pipeline.stopping import StopLatch, Stopped
 from poller.quota.shared import SharedQuota, SharedQuotaLost
 
+# At most this many bookings ahead per process, however far Redis is.
+MAX_AHEAD = 8
+
 
 class SharedPacer:
     """`Pacing` from one schedule in Redis, with this run's own `Pacer` underneath."""
 
-    __slots__ = ("_booking", "_guard", "_local", "_on_lost", "_quota", "_stop")
+    __slots__ = ("_ahead", "_booking", "_guard", "_local", "_on_lost", "_quota", "_room", "_stop")
 
     def __init__(
         self,
@@ -45,6 +50,8 @@ class SharedPacer:
         self._stop = stop
         self._on_lost = on_lost
         self._booking = asyncio.Lock()
+        self._ahead = 0  # bookings made whose slot has not come yet
+        self._room = asyncio.Event()  # set when a booked slot comes (room for another)
         self._guard = AsyncLimiter(1, GUARD_FRACTION / quota.rate)
 
     @property
@@ -60,14 +67,26 @@ class SharedPacer:
     def slowdowns(self) -> int:
         return self._quota.slowdowns
 
+    def _depth(self) -> int:
+        """Bookings to keep ahead: one, plus as many intervals as a round trip to Redis takes."""
+        interval = self._quota.interval / max(self._quota.pace, 1e-9)
+        return max(1, min(MAX_AHEAD, 1 + round(self._quota.round_trip / interval)))
+
     async def acquire(self) -> None:
-        """Wait for this run's own slot, then for a slot of the shared schedule.
+        """Wait for this run's own slot and a slot of the shared schedule.
 
         Raises `Stopped` on a stop, and when Redis stayed lost past the timeout (after
         `on_lost` has recorded it and stopped the run)."""
-        await self._local.acquire()
         async with self._booking:
+            while self._ahead >= self._depth():
+                self._room.clear()
+                await self._room.wait()
+            await self._local.acquire()
             self._stop.check()
+            self._ahead += 1
+        # The round trip itself is outside the turn: with a distant Redis several bookings are
+        # on their way at once (up to the depth), each then sleeping until its own slot.
+        try:
             try:
                 reservation = await self._quota.reserve(sleep=self._stop.sleep)
             except SharedQuotaLost as lost:
@@ -76,8 +95,11 @@ class SharedPacer:
             # A stop while sleeping gives the slot up: the schedule has one unused slot, never
             # an extra request.
             await self._stop.sleep(reservation.wait)
-            await self._guard.acquire()
-            self._stop.check()  # the guard's wait (if any) may have spanned a stop
+        finally:
+            self._ahead -= 1
+            self._room.set()
+        await self._guard.acquire()
+        self._stop.check()  # the guard's wait (if any) may have spanned a stop
 
     def on_throttle(self) -> bool:
         # Reported with the next booking; the shared quota logs the lowering when it happens.
@@ -88,4 +110,4 @@ class SharedPacer:
         self._quota.answered()
 
     def __repr__(self) -> str:
-        return f"<SharedPacer {self._quota!r} local={self._local!r}>"
+        return f"<SharedPacer {self._quota!r} local={self._local!r} ahead={self._ahead}>"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from poller.api.outcomes import is_throttle_code
 from poller.config.credentials import resolve_credentials
 from poller.config.redis_address import RedisAddress, parse_address, schedule_key
 from poller.config.settings import Settings
@@ -42,8 +44,18 @@ SLOWDOWN_COOLDOWN = 1.0
 RECOVERY_HOLD = 5.0
 RECOVERY_STEPS = 1000
 MIN_PACE = 0.05
-# An idle schedule is forgotten this long after its last slot (its slowdown with it).
-SCHEDULE_TTL = 600.0
+# An idle schedule is forgotten this long after its last slot (its slowdown with it). Long, as
+# a missing schedule restarts after RESET_GAP (a burst guard that would delay a live call).
+SCHEDULE_TTL = 24 * 3600.0
+# A lost schedule (Redis restarted without persistence, FLUSHALL, a deleted key) restarts this
+# long after now at the full pace, longer at a lowered one: slots booked from the old schedule
+# (a few per poller) may still be ahead, and nobody can see them any more.
+RESET_GAP = 1.0
+# Redis answers that say "not now" (a failover's read-only replica, a busy script, loading a
+# dump): waited out like a lost connection, up to the timeout.
+PASSING_ERRORS = ("READONLY", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+# ... and how a script's write on a replica is refused (no READONLY prefix then).
+_READ_ONLY = "write against a read only replica"
 # Reconnecting: full-jitter backoff from RETRY_FIRST doubling to RETRY_MAX seconds.
 RETRY_FIRST = 0.05
 RETRY_MAX = 2.0
@@ -96,9 +108,9 @@ class SharedQuota:
         action: str = ACTION,
         timeout: float = 60.0,
     ) -> None:
-        if not rate > 0 or not 0 <= margin < 1:
-            raise PollerError("SharedQuota needs a rate above 0 and a margin in [0, 1).")
-        if not timeout > 0:
+        if not (math.isfinite(rate) and rate > 0) or not 0 <= margin < 1:
+            raise PollerError("SharedQuota needs a finite rate above 0 and a margin in [0, 1).")
+        if not (math.isfinite(timeout) and timeout > 0):
             raise PollerError("SharedQuota needs a timeout above 0 seconds.")
         self.address: RedisAddress = parse_address(url, setting="the shared quota URL")
         self.rate = rate * (1.0 - margin)  # the full shared pace, requests/s
@@ -107,8 +119,11 @@ class SharedQuota:
         self.pace = 1.0  # the shared fraction of `rate` in force, as of the last reservation
         self.slowdowns = 0  # lowerings this caller's throttle reports caused
         self.reservations = 0
+        self.interval = 1.0 / self.rate  # the spacing the schedule uses (the strictest caller's)
+        self.round_trip = 0.0  # a booking's round trip to Redis, smoothed (seconds)
         self._successes = 0
         self._throttled = False
+        self._known_tat = 0  # the schedule's end as of this caller's last booking (µs)
         self._redis: Any = None
         self._script: Any = None
         self._lost_since: float | None = None
@@ -121,6 +136,8 @@ class SharedQuota:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
+        if self._redis is not None:
+            raise PollerError("this SharedQuota is open already.")
         try:
             self._redis = aioredis.Redis.from_url(
                 self.address.url,
@@ -132,7 +149,7 @@ class SharedQuota:
             )
         except (ValueError, TypeError) as exc:
             raise SharedQuotaUnavailable(
-                f"the shared quota URL {self.address.shown} cannot be used: {self._scrub(exc)}."
+                f"the shared quota URL {self.address.shown} cannot be used: {self._explain(exc)}."
             ) from None
         self._script = self._redis.register_script(_SCRIPT)
         try:
@@ -141,7 +158,17 @@ class SharedQuota:
             await self.close()
             raise SharedQuotaUnavailable(
                 f"the shared quota's Redis at {self.address.shown} cannot be reached: "
-                f"{self._scrub(exc)}."
+                f"{self._explain(exc)}."
+            ) from None
+        try:
+            # A server that answers PING may still refuse the schedule: a read-only replica, a
+            # user without EVALSHA. Ask it to run the script (booking nothing) now, not mid-run.
+            await self._run_script(mode="probe")
+        except Exception as exc:  # noqa: BLE001 - the same: one sentence, exit 2
+            await self.close()
+            raise SharedQuotaUnavailable(
+                f"the shared quota's Redis at {self.address.shown} answers but cannot keep the "
+                f"schedule: {self._explain(exc)}."
             ) from None
 
     async def close(self) -> None:
@@ -181,6 +208,15 @@ class SharedQuota:
         this caller's next reservation, at most once a second whoever reports it)."""
         self._throttled = True
 
+    def report(self, error_code: str | None) -> None:
+        """How a call went, in one line: the `Error.Code` of Tencent's answer, or None (or "")
+        for an answer without an error. A throttle (`RequestLimitExceeded` and kin, SPEC §2)
+        slows every caller on the account; any other answer counts toward the recovery."""
+        if error_code and is_throttle_code(error_code):
+            self.throttled()
+        else:
+            self.answered()
+
     async def reserve(self, sleep: Sleep = asyncio.sleep) -> Reservation:
         """Book the next slot. Redis lost: retry with backoff (through `sleep`, so a stop can
         end the wait) for `timeout` seconds, then `SharedQuotaLost`."""
@@ -188,27 +224,22 @@ class SharedQuota:
             raise PollerError("SharedQuota is not open: use `async with SharedQuota(...)`.")
         attempt = 0
         while True:
-            successes, throttled = self._successes, self._throttled
+            # Taken now, before the await: callers booking at the same time must not report
+            # the same answers twice (or clear a throttle that none of them reported).
+            successes, self._successes = self._successes, 0
+            throttled, self._throttled = self._throttled, False
+            started = time.monotonic()
             try:
-                reply = await self._script(
-                    keys=[self.key],
-                    args=[
-                        f"{1e6 / self.rate:.3f}",
-                        successes,
-                        int(throttled),
-                        SLOWDOWN_FACTOR,
-                        MIN_PACE,
-                        int(SLOWDOWN_COOLDOWN * 1e6),
-                        int(RECOVERY_HOLD * 1e6),
-                        f"{1 / RECOVERY_STEPS:.9f}",
-                        int(SCHEDULE_TTL * 1000),
-                    ],
-                )
+                reply = await self._run_script(successes=successes, throttled=throttled)
             except Exception as exc:  # noqa: BLE001 - any failure of Redis: no slot, no send
+                self._successes += successes
+                self._throttled = self._throttled or throttled
                 attempt += 1
-                await self._wait_for_redis(exc, attempt, sleep)
+                await self._wait_for_redis(exc, attempt, started, sleep)
                 continue
             break
+        took = time.monotonic() - started
+        self.round_trip = took if not self.reservations else 0.8 * self.round_trip + 0.2 * took
         if self._lost_since is not None:
             log.warning(
                 "the shared quota's Redis at %s is back after %.1f s",
@@ -216,18 +247,26 @@ class SharedQuota:
                 time.monotonic() - self._lost_since,
             )
             self._lost_since = None
-        self._successes -= successes
-        if throttled:
-            self._throttled = False
-        wait_us, pace, lowered, now_us = reply
+        wait_us, pace, lowered, now_us, tat_us, interval_us = reply
         reservation = Reservation(
             wait=max(int(wait_us), 0) / 1e6,
             pace=float(pace),
             lowered=bool(int(lowered)),
             redis_time=int(now_us) / 1e6,
         )
+        self._known_tat = max(self._known_tat, int(tat_us))
         self.reservations += 1
         self.pace = reservation.pace
+        interval = int(interval_us) / 1e6
+        if interval > self.interval * 1.001 and self.interval == 1.0 / self.rate:
+            log.warning(
+                "another poller on this account paces at %.2f req/s, slower than this one's "
+                "%.2f: the shared schedule keeps the slower pace (check their --rate and "
+                "--rate-margin)",
+                1 / interval,
+                self.rate,
+            )
+        self.interval = max(interval, 1.0 / self.rate)
         if reservation.lowered:
             self.slowdowns += 1
             log.info(
@@ -237,40 +276,97 @@ class SharedQuota:
             )
         return reservation
 
-    async def _wait_for_redis(self, exc: BaseException, attempt: int, sleep: Sleep) -> None:
-        from redis.exceptions import ConnectionError, TimeoutError
+    async def _run_script(
+        self, *, successes: int = 0, throttled: bool = False, mode: str = "book"
+    ) -> Any:
+        call = self._script(
+            keys=[self.key],
+            args=[
+                f"{1e6 / self.rate:.3f}",
+                successes,
+                int(throttled),
+                SLOWDOWN_FACTOR,
+                MIN_PACE,
+                int(SLOWDOWN_COOLDOWN * 1e6),
+                int(RECOVERY_HOLD * 1e6),
+                f"{1 / RECOVERY_STEPS:.9f}",
+                int(SCHEDULE_TTL * 1000),
+                self._known_tat,
+                f"{self.pace:.17g}",
+                int(RESET_GAP * 1e6),
+                mode,
+            ],
+        )
+        # No single call may outlast what is left of the timeout (all of it, before a loss).
+        lost_for = 0.0 if self._lost_since is None else time.monotonic() - self._lost_since
+        async with asyncio.timeout(max(min(COMMAND_TIMEOUT, self.timeout - lost_for), 0.01)):
+            return await call
 
-        now = time.monotonic()
-        if not isinstance(exc, ConnectionError | TimeoutError | OSError):
+    async def _wait_for_redis(
+        self, exc: BaseException, attempt: int, started: float, sleep: Sleep
+    ) -> None:
+        from redis.exceptions import (
+            BusyLoadingError,
+            ConnectionError,
+            ReadOnlyError,
+            ResponseError,
+            TimeoutError,
+        )
+
+        passing = isinstance(exc, ReadOnlyError | BusyLoadingError) or (
+            isinstance(exc, ResponseError)
+            and (str(exc).startswith(PASSING_ERRORS) or _READ_ONLY in str(exc))
+        )
+        lost = isinstance(exc, ConnectionError | TimeoutError | OSError | asyncio.TimeoutError)
+        if not (lost or passing):
             # Not a lost connection (a wrong password after a restart, a key of another type):
             # waiting will not mend it.
             raise SharedQuotaLost(
-                f"the shared quota's Redis at {self.address.shown} failed: {self._scrub(exc)}"
+                f"the shared quota's Redis at {self.address.shown} failed: {self._explain(exc)}"
             ) from None
         if self._lost_since is None:
-            self._lost_since = now
+            self._lost_since = started  # lost since the call that failed began, not ended
             log.warning(
-                "the shared quota's Redis at %s is unreachable (%s): no request is sent until "
-                "it is back; the run stops if it is not back within %.0f s",
+                "the shared quota's Redis at %s cannot book slots (%s): no request is sent "
+                "until it is back; the run stops if it is not back within %g s",
                 self.address.shown,
-                self._scrub(exc),
+                self._explain(exc),
                 self.timeout,
             )
-        elapsed = now - self._lost_since
+        elapsed = time.monotonic() - self._lost_since
         if elapsed >= self.timeout:
+            self._lost_since = None  # a caller that goes on (the Python API) starts afresh
             raise SharedQuotaLost(
                 f"the shared quota's Redis at {self.address.shown} was unreachable for "
-                f"{elapsed:.0f} s ({self._scrub(exc)}), so no request could get a slot"
+                f"{elapsed:.1f} s ({self._explain(exc)}), so no request could get a slot"
             ) from None
         backoff = random.uniform(0, min(RETRY_MAX, RETRY_FIRST * 2 ** min(attempt, 16)))
         await sleep(min(backoff, self.timeout - elapsed))
 
+    def _explain(self, exc: BaseException) -> str:
+        """One clause for a person: what Redis said, with a hint where its words are cryptic."""
+        text = self._scrub(exc)
+        if "NOAUTH" in text or "HELLO must be called" in text or "Authentication required" in text:
+            return "it asks for a password (put it in the URL: redis://:PASSWORD@HOST:6379/0)"
+        if "WRONGPASS" in text or "invalid username-password" in text:
+            return "it refused the user name or password"
+        if "NOPERM" in text:
+            return f"this user may not run the schedule's script ({text})"
+        if text.startswith("READONLY") or _READ_ONLY in text:
+            return "it is a read-only replica (name the primary)"
+        if self.address.url.startswith("rediss://") and "imeout" in text:
+            return f"{text} (rediss:// speaks TLS: is this port a TLS port?)"
+        if isinstance(exc, asyncio.TimeoutError) and not str(exc):
+            return "no answer in time"
+        return text
+
     def _scrub(self, exc: BaseException) -> str:
         """An error's text, without the password should a library ever quote the URL."""
         text = str(exc).strip().rstrip(".") or type(exc).__name__
-        if self.address.password:
-            text = text.replace(self.address.password, "***")
-        return text.replace(self.address.url, self.address.shown)
+        text = text.replace(self.address.url, self.address.shown)
+        for secret in self.address.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def __repr__(self) -> str:
         return (

@@ -75,3 +75,45 @@ def test_a_bad_url_in_the_settings_names_its_origin(monkeypatch: pytest.MonkeyPa
         )
     assert "(from --shared-quota)" in str(caught.value)
     assert "pw-hidden-here" not in str(caught.value)
+
+
+# -- found in review: passwords that urlsplit misreads, a password in the query, port 0 ----------
+
+
+@pytest.mark.parametrize("password", ["se/cr3tpass", "se#cr3tpass", "se?cr3tpass"])
+def test_an_unencoded_password_is_refused_without_showing_it(password: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_address(f"redis://:{password}@127.0.0.1:6379/0")
+    message = str(caught.value)
+    assert "percent-encoded" in message
+    assert "cr3tpass" not in message
+    assert "redis://127.0.0.1:6379/0" in message
+
+
+def test_a_password_in_the_query_is_never_shown_and_is_a_secret() -> None:
+    address = parse_address("redis://127.0.0.1:6379/0?password=hunter2secretpw&db=0")
+    assert address.shown == "redis://127.0.0.1:6379/0"
+    assert "hunter2secretpw" in address.secrets
+    assert "hunter2secretpw" not in repr(address)
+
+
+def test_both_forms_of_an_encoded_password_are_secrets() -> None:
+    address = parse_address("redis://:p%40ss%2Fword99@quota:6379/0")
+    assert address.password == "p@ss/word99"
+    assert {"p%40ss%2Fword99", "p@ss/word99"} <= set(address.secrets)
+
+
+def test_port_zero_is_refused() -> None:
+    with pytest.raises(ConfigError, match="between 1 and 65535"):
+        parse_address("redis://127.0.0.1:0/0")
+
+
+def test_a_share_too_small_to_mean_anything_is_refused() -> None:
+    from poller.config.settings import build_settings
+
+    with pytest.raises(ConfigError, match=r"max_share must be between 0\.01 and 1"):
+        build_settings(
+            config_path=None,
+            flags={"max_share": 1e-300},
+            env={"TENCENTCLOUD_SECRET_ID": "AKIDx", "TENCENTCLOUD_SECRET_KEY": "k" * 32},
+        )

@@ -19,6 +19,7 @@ import redis
 
 from poller.quota.shared import (
     MIN_PACE,
+    RESET_GAP,
     SLOWDOWN_FACTOR,
     Reservation,
     SharedQuota,
@@ -92,7 +93,8 @@ def test_processes_hammering_one_key_get_slots_spaced_by_the_interval_in_booking
     assert max(gaps) <= INTERVAL + 2 * US
     # The processes did interleave: the schedule was shared, not handed out per process.
     assert len({n for _, _, n in booked[:40]}) > 1
-    assert slots[0] == pytest.approx(booked[0][0], abs=2 * US)  # the first slot is "now"
+    # A new schedule starts RESET_GAP ahead (it cannot tell new from lost: see the reset test).
+    assert slots[0] == pytest.approx(booked[0][0] + RESET_GAP, abs=2 * US)
 
 
 async def test_the_schedule_follows_redis_clock_not_the_callers(
@@ -121,8 +123,10 @@ async def test_an_idle_schedule_saves_up_no_burst(redis_url: str) -> None:
     async with quota(redis_url) as q:
         first = await q.reserve()
         redis.Redis.from_url(redis_url).hset(q.key, "tat", f"{(first.redis_time - 60) * 1e6:.0f}")
-        # A minute idle: the next slot is "now", the one after a full interval later.
-        a, b = await q.reserve(), await q.reserve()
+    # A minute idle (another caller, who knows nothing of q's slots): the next slot is "now",
+    # the one after a full interval later.
+    async with quota(redis_url) as later:
+        a, b = await later.reserve(), await later.reserve()
     assert a.wait == 0.0
     assert slot(b) - slot(a) == pytest.approx(INTERVAL, abs=2 * US)
 
@@ -187,12 +191,12 @@ async def test_accounts_get_separate_schedules_keyed_by_a_hash(redis_url: str) -
         server = redis.Redis.from_url(redis_url)
         keys = [k.decode() if isinstance(k, bytes) else str(k) for k in server.keys("*")]
         ttl = server.pttl(a.key)
-    assert other.wait == 0.0  # a's backlog is not b's
+    assert other.wait == pytest.approx(RESET_GAP, abs=2 * US)  # a's backlog is not b's
     assert a.key != b.key
     assert len(keys) == 2
     assert not any(secret_id in k for k in keys)
     # Kept a while past the last slot, never for ever.
-    assert 590_000 < ttl <= 600_000 + 5 * INTERVAL * 1000 + 1000
+    assert 86_390_000 < ttl <= 86_400_000 + RESET_GAP * 1000 + 5 * INTERVAL * 1000 + 1000
 
 
 async def test_unreachable_at_start_is_one_sentence_without_the_password() -> None:
@@ -251,13 +255,15 @@ async def test_redis_back_within_the_timeout_resumes_the_schedule(
         await asyncio.sleep(0)
 
     async with quota(redis_url, timeout=30) as q:
-        await q.reserve()
+        before = await q.reserve()
         redis_server.kill()
         r = await q.reserve(sleep=sleep_then_restart)
         after = await q.reserve()
     assert restarted  # it did wait for Redis
-    # A restarted Redis is empty: the schedule starts afresh, one slot now, the next spaced.
-    assert r.wait == 0.0
+    # A restarted Redis is empty: the schedule starts again past the reset gap (slots booked
+    # from the lost one may still be ahead) and past this caller's own last slot.
+    assert slot(r) >= r.redis_time + RESET_GAP - 2 * US
+    assert slot(r) >= slot(before) + INTERVAL - 2 * US
     assert slot(after) - slot(r) == pytest.approx(INTERVAL, abs=2 * US)
 
 
@@ -269,7 +275,7 @@ async def test_a_password_protected_redis(tmp_path_factory: pytest.TempPathFacto
     server.start()
     try:
         async with quota(server.url) as q:
-            assert (await q.reserve()).wait == 0.0
+            assert (await q.reserve()).wait <= RESET_GAP
         wrong = server.url.replace("hunter2-very-secret", "not-the-password")
         with pytest.raises(SharedQuotaUnavailable) as caught:
             async with quota(wrong):
@@ -278,3 +284,204 @@ async def test_a_password_protected_redis(tmp_path_factory: pytest.TempPathFacto
         assert "hunter2" not in str(caught.value)
     finally:
         server.kill()
+
+
+# -- found in review: a lost schedule, Redis errors that pass, concurrency, timing ----------------
+
+
+async def test_a_lost_schedule_restarts_past_the_slots_booked_from_it(redis_url: str) -> None:
+    """FLUSHALL (or a restart without persistence) while callers hold slots booked ahead: the
+    new schedule starts past the gap, and remembers the lowered pace its caller last saw."""
+    server = redis.Redis.from_url(redis_url)
+    async with quota(redis_url) as a, quota(redis_url) as b:
+        await a.reserve()
+        a.throttled()
+        await a.reserve()  # pace 0.7
+        held = [await b.reserve() for _ in range(3)]  # b holds slots up to ~0.3 s ahead
+        server.flushall()
+        fresh = await a.reserve()
+    assert fresh.pace == pytest.approx(0.7)  # the lowered pace survives the loss
+    assert slot(fresh) >= fresh.redis_time + RESET_GAP / 0.7 - 2 * US
+    assert slot(fresh) > max(slot(r) for r in held)
+
+
+async def test_the_strictest_quota_on_a_key_wins_and_is_said(
+    redis_url: str, poller_log: object
+) -> None:
+    async with (
+        SharedQuota(redis_url, 20.0, margin=MARGIN, secret_id=ACCOUNT) as slow,
+        SharedQuota(redis_url, 40.0, margin=MARGIN, secret_id=ACCOUNT) as fast,
+    ):
+        await slow.reserve()
+        first, second = await fast.reserve(), await fast.reserve()
+    assert slot(second) - slot(first) == pytest.approx(INTERVAL, abs=2 * US)
+    assert fast.interval == pytest.approx(INTERVAL, abs=1e-6)
+    messages = poller_log.messages  # type: ignore[attr-defined]
+    assert any("paces at 19.00 req/s, slower than this one's 38.00" in m for m in messages)
+
+
+async def test_concurrent_bookings_report_each_answer_once(redis_url: str) -> None:
+    server = redis.Redis.from_url(redis_url)
+    async with quota(redis_url) as q, quota(redis_url) as other:
+        await other.reserve()
+        other.throttled()
+        await other.reserve()  # pace 0.7, lowered by another caller
+        seconds, micros = server.time()
+        server.hset(q.key, "slowed", f"{(seconds - 6) * 1e6 + micros:.0f}")  # past the hold
+        for _ in range(30):
+            q.answered()
+
+        async def book_and_answer() -> None:
+            await q.reserve()
+            q.answered()
+
+        await asyncio.gather(*(book_and_answer() for _ in range(10)))
+        await q.reserve()  # reports the last answers
+    assert q._successes == 0
+    # 40 answers in all, each counted once: 0.7 + 40/1000.
+    assert q.pace == pytest.approx(0.7 + 40 / 1000)
+
+
+async def test_report_classifies_tencents_codes() -> None:
+    q = quota("redis://127.0.0.1:6379/0")
+    for code in ("RequestLimitExceeded", "RequestLimitExceeded.UinLimitExceeded",
+                 "FailedOperation.RequestLimitExceeded"):  # fmt: skip
+        q._throttled = False
+        q.report(code)
+        assert q._throttled, code
+    q._throttled = False
+    others: tuple[str | None, ...] = (
+        "",
+        None,
+        "InternalError",
+        "InvalidParameterValue.BizTokenExpired",
+    )
+    for other in others:
+        q.report(other)
+    assert not q._throttled
+    assert q._successes == 4
+
+
+def test_misuse_is_one_sentence() -> None:
+    from poller.errors import PollerError
+
+    with pytest.raises(PollerError, match="finite rate"):
+        SharedQuota("redis://127.0.0.1/0", float("inf"), secret_id=ACCOUNT)
+
+    async def twice() -> None:
+        q = quota("redis://127.0.0.1/0")
+        with pytest.raises(PollerError, match="not open"):
+            await q.reserve()
+
+    asyncio.run(twice())
+
+
+async def test_open_twice_is_refused(redis_url: str) -> None:
+    from poller.errors import PollerError
+
+    async with quota(redis_url) as q:
+        with pytest.raises(PollerError, match="open already"):
+            await q.open()
+
+
+async def test_a_read_only_replica_is_refused_at_start_and_waited_out_mid_run(
+    redis_server: object, redis_url: str
+) -> None:
+    from poller.quota.shared import SharedQuotaLost, SharedQuotaUnavailable
+    from tests.redis_server import RedisServer, free_port
+
+    assert isinstance(redis_server, RedisServer)
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        admin.replicaof("127.0.0.1", free_port())  # a replica of nobody: read-only
+        with pytest.raises(SharedQuotaUnavailable, match="read-only replica"):
+            async with quota(redis_url):
+                pass
+        admin.replicaof("NO", "ONE")
+        async with quota(redis_url, timeout=0.5) as q:
+            await q.reserve()
+            admin.replicaof("127.0.0.1", free_port())  # a failover under way
+            with pytest.raises(SharedQuotaLost, match="read-only replica"):
+                await q.reserve()  # waited out to the timeout, not given up at once
+
+            async def promote_then_sleep(delay: float) -> None:
+                admin.replicaof("NO", "ONE")  # the failover ends
+                await asyncio.sleep(0)
+
+            admin.replicaof("127.0.0.1", free_port())
+            assert await q.reserve(sleep=promote_then_sleep)  # back: a slot
+    finally:
+        admin.replicaof("NO", "ONE")
+        admin.close()
+
+
+async def test_a_user_who_may_not_run_scripts_is_refused_at_start(redis_url: str) -> None:
+    from poller.quota.shared import SharedQuotaUnavailable
+
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_setuser(
+        "limited", enabled=True, passwords=["+limited-pass-123"], keys=["*"],
+        commands=["+ping", "+client", "+hello", "+auth", "+select"],
+    )  # fmt: skip
+    try:
+        url = redis_url.replace("redis://", "redis://limited:limited-pass-123@")
+        with pytest.raises(SharedQuotaUnavailable) as caught:
+            async with quota(url):
+                pass
+        assert "permissions to run the 'evalsha' command" in str(caught.value)
+        assert "limited-pass-123" not in str(caught.value)
+    finally:
+        admin.acl_deluser("limited")
+        admin.close()
+
+
+async def test_a_hung_redis_is_given_up_on_within_the_timeout(
+    redis_server: object, redis_url: str
+) -> None:
+    import signal
+
+    from poller.quota.shared import SharedQuotaLost
+    from tests.redis_server import RedisServer
+
+    assert isinstance(redis_server, RedisServer)
+    async with quota(redis_url, timeout=1.0) as q:
+        await q.reserve()
+        assert redis_server.process is not None
+        redis_server.process.send_signal(signal.SIGSTOP)  # accepts, never answers
+        try:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(SharedQuotaLost) as caught:
+                await q.reserve()
+            took = asyncio.get_running_loop().time() - started
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+    assert 1.0 <= took < 1.5  # the timeout, counted from the call that hung
+    assert "unreachable for 1." in str(caught.value)
+
+
+async def test_a_missing_password_is_said_plainly(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    from poller.quota.shared import SharedQuotaUnavailable
+    from tests.redis_server import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis-nopw"), password="needs-a-password")
+    server.start()
+    try:
+        with pytest.raises(SharedQuotaUnavailable, match="asks for a password"):
+            async with quota(f"redis://127.0.0.1:{server.port}/0"):
+                pass
+        with pytest.raises(SharedQuotaUnavailable, match="refused the user name or password"):
+            async with quota(f"redis://:wrong-password@127.0.0.1:{server.port}/0"):
+                pass
+    finally:
+        server.kill()
+
+
+async def test_tls_to_a_plain_port_gets_a_hint(redis_url: str) -> None:
+    from poller.quota.shared import SharedQuotaUnavailable
+
+    with pytest.raises(SharedQuotaUnavailable) as caught:
+        async with quota(redis_url.replace("redis://", "rediss://"), timeout=1.0):
+            pass
+    assert "rediss:// speaks TLS" in str(caught.value) or "SSL" in str(caught.value)
