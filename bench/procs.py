@@ -204,7 +204,7 @@ def count_lines(path: Path) -> int:
 _SUMMARY_RE = re.compile(
     r"summary: (?P<tokens>\d+) tokens in (?P<elapsed>[\d.]+) s.*?"
     r"requests (?P<requests>\d+) \(retries (?P<retries>\d+), throttled (?P<throttled>\d+), "
-    r"slowdowns (?P<slowdowns>\d+)\)"
+    r"slowdowns (?P<slowdowns>\d+)(?:, below target pace (?P<below>[\d.]+) s)?\)"
 )
 
 
@@ -218,6 +218,7 @@ class PollerSummary:
     retries: int
     throttled: int
     slowdowns: int
+    below_target: float = 0.0  # seconds the pace spent below its target
 
 
 def parse_summary(stderr: str) -> PollerSummary:
@@ -231,6 +232,7 @@ def parse_summary(stderr: str) -> PollerSummary:
         retries=int(match["retries"]),
         throttled=int(match["throttled"]),
         slowdowns=int(match["slowdowns"]),
+        below_target=float(match["below"] or 0.0),
     )
 
 

@@ -171,6 +171,17 @@ def _add_run_parser(sub: Any) -> None:
         "the next run resumes); no request is sent without a slot meanwhile (default 60s)",
     )
     p.add_argument(
+        "--recovery-hold",
+        metavar="DURATION",
+        help="after RequestLimitExceeded lowers the pace, hold it this long without a throttle "
+        "before climbing back (default 1s; doubles, up to 3x, while throttles keep coming)",
+    )
+    p.add_argument(
+        "--recovery-ramp",
+        metavar="DURATION",
+        help="then climb back to the full pace over this long (default 2s)",
+    )
+    p.add_argument(
         "--order",
         choices=ORDERS,
         help="input (default), or expiry: oldest issued_at first (undated last, in input "
@@ -243,6 +254,8 @@ RUN_FLAGS = (
     "shared_quota",
     "max_share",
     "shared_quota_timeout",
+    "recovery_hold",
+    "recovery_ramp",
 )
 
 

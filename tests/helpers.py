@@ -15,6 +15,7 @@ from aioresponses import CallbackResult
 from poller.config.credentials import Credentials
 from poller.config.settings import Settings
 from poller.pipeline.pacing import Pacer
+from poller.quota.pace import PaceRule
 
 T = TypeVar("T")
 
@@ -167,3 +168,14 @@ def local_line(token: str, when: float, *, too_old: bool = True) -> bytes:
         error=ErrorInfo(LOCAL_EXPIRY_CODE if too_old else "InvalidInput", "decided locally"),
     )
     return encode_record(record)
+
+
+def slowed_pacer(target: float, rate: float, slowdowns: int = 1, below: float = 0.0) -> Pacer:
+    """A pacer held at `rate` of its `target` since a throttle `below` seconds ago, on a clock
+    that then stands still: what the progress line, the metrics and the summary show mid-run."""
+    now = [0.0]
+    pacer = Pacer(target, time_fn=lambda: now[0], rule=PaceRule(factor=rate / target, hold=1e6))
+    pacer.on_throttle()
+    now[0] = below
+    pacer.slowdowns = slowdowns
+    return pacer

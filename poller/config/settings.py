@@ -51,7 +51,9 @@ Order = Literal["input", "expiry"]
 ORDERS: tuple[Order, ...] = ("input", "expiry")
 
 #: Settings whose value is a duration ("90m", "1h30m", or seconds), not a plain number.
-DURATION_FIELDS = frozenset({"stop_after", "shared_quota_timeout"})
+DURATION_FIELDS = frozenset(
+    {"stop_after", "shared_quota_timeout", "recovery_hold", "recovery_ramp"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,11 @@ class Settings:
     # Redis lost mid-run: no request is sent without a slot; the run waits and reconnects for
     # this many seconds, then stops as a local failure (exit 4) and the rerun resumes.
     shared_quota_timeout: float = 60.0
+    # After RequestLimitExceeded the pace is lowered (x0.7), holds this long without a throttle,
+    # then climbs back to the full pace over recovery_ramp seconds. A throttle during the climb
+    # lowers it again and doubles the hold (up to 3x), so a client that stays is probed gently.
+    recovery_hold: float = 1.0
+    recovery_ramp: float = 2.0
     credentials: Credentials | None = field(default=None, compare=False)
 
     @property
@@ -316,6 +323,8 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
             s.shared_quota_timeout > 0,
             "shared_quota_timeout must be above 0 seconds",
         ),
+        ("recovery_hold", s.recovery_hold <= 600, "recovery_hold must be at most 10 minutes"),
+        ("recovery_ramp", s.recovery_ramp <= 600, "recovery_ramp must be at most 10 minutes"),
     ]
     for name, ok, message in checks:
         if not ok:

@@ -172,6 +172,11 @@ class _Snapshot:
             "slowdowns", "Times the pacing rate was lowered after throttling.", pacer.slowdowns
         )
         yield counter(
+            "below_target_pace_seconds",
+            "Seconds the pace spent below its target after throttling (it climbs back by time).",
+            pacer.seconds_below_target,
+        )
+        yield counter(
             "charge_count",
             "Sum of ChargeCount over the replies: verifications billed, as FaceID reports them.",
             stats.charges,

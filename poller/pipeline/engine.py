@@ -51,6 +51,7 @@ from poller.pipeline.shared_pacing import SharedPacer
 from poller.pipeline.stats import FatalRunError, RunStats
 from poller.pipeline.stopping import StopLatch, Stopped
 from poller.pipeline.workqueue import Job, WorkQueue
+from poller.quota.pace import rule_for
 from poller.quota.shared import SharedQuota, SharedQuotaLost
 
 log = logging.getLogger("poller")
@@ -114,7 +115,7 @@ class Engine:
         self._stop = StopLatch()
         # This run's own pace, at its share of the quota; with a shared quota it stays
         # underneath the shared schedule as a guard against bursts.
-        own = Pacer(settings.run_rate, stop=self._stop)
+        own = Pacer(settings.run_rate, stop=self._stop, rule=rule_for(settings))
         if pacer is None and shared_quota is not None:
             pacer = SharedPacer(shared_quota, own, stop=self._stop, on_lost=self._lose_quota)
         self.pacer: Pacing = pacer or own

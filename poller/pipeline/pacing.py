@@ -12,26 +12,20 @@ ever leaves in a burst.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Protocol
 
 from aiolimiter import AsyncLimiter
 
 from poller.pipeline.stopping import StopLatch
+from poller.quota.pace import PaceRule, PaceState
 
-# The aiolimiter floor is this fraction of a slot: strict enough that no two requests ever
-# leave closer than 3/4 of a slot, loose enough to absorb ~1 ms wake-up delays without drift.
+# The aiolimiter floor is this fraction of a slot at the full pace: strict enough that no two
+# requests ever leave closer than 3/4 of a slot, loose enough to absorb ~1 ms wake-up delays
+# without drift. It stays at the full pace's slot while the pace is lowered or climbing back:
+# the schedule spaces those; the guard is there for what the schedule cannot promise.
 GUARD_FRACTION = 0.75
-# Multiplicative decrease on RequestLimitExceeded, at most once per this many seconds (the
-# throttles of requests already in flight say the same thing once), and a slow additive
-# recovery on every success.
-SLOWDOWN_FACTOR = 0.7
-SLOWDOWN_COOLDOWN = 1.0
-# Recovery is deliberately slow and waits for a quiet spell: throttling mostly means another
-# client shares the account's quota, and climbing back fast just oscillates into it again.
-RECOVERY_HOLD = 5.0  # seconds after the last slowdown before the rate climbs again
-RECOVERY_STEPS = 1000  # successes to climb from 0 back to the target rate
-MIN_RATE_FRACTION = 0.05
 
 
 class Pacing(Protocol):
@@ -53,6 +47,11 @@ class Pacing(Protocol):
         """Times this run's throttles lowered the pace."""
         ...
 
+    @property
+    def seconds_below_target(self) -> float:
+        """How long the pace has been below its target so far in this run."""
+        ...
+
     async def acquire(self) -> None: ...
 
     def on_throttle(self) -> bool: ...
@@ -61,19 +60,21 @@ class Pacing(Protocol):
 
 
 class Pacer:
-    """Hands out request slots evenly spaced at the current rate, in arrival order."""
+    """Hands out request slots evenly spaced at the current rate, in arrival order.
+
+    The current rate is the target times the pace of `PaceState` (poller/quota/pace.py): lowered
+    at once on a throttle, climbing back by time."""
 
     __slots__ = (
         "_anchor",
         "_anchor_rate",
         "_guard",
-        "_guard_interval",
-        "_last_slowdown",
+        "_last_now",
         "_lock",
         "_slot",
         "_stop",
         "_time",
-        "rate",
+        "pace",
         "slowdowns",
         "target_rate",
     )
@@ -84,25 +85,39 @@ class Pacer:
         *,
         time_fn: Callable[[], float] | None = None,
         stop: StopLatch | None = None,
+        rule: PaceRule | None = None,
     ) -> None:
         if rate <= 0:
             raise ValueError("rate must be above 0")
         self.target_rate = rate
-        self.rate = rate
+        self.pace = PaceState(rule or PaceRule())
         self.slowdowns = 0
         # The loop clock by default: the same clock aiolimiter and asyncio.sleep run on.
         self._time = time_fn or (lambda: asyncio.get_running_loop().time())
+        self._last_now = 0.0  # the clock's last reading: the rate after the loop ends
         # Slot k is due at anchor + k / rate, computed by division rather than by adding
         # intervals: no float creep, so 20 slots never squeeze into one second.
         self._anchor: float | None = None
         self._anchor_rate = rate
         self._slot = 0
-        self._last_slowdown = float("-inf")
         self._lock = asyncio.Lock()
         # A stop ends every wait for a slot at once (`Stopped`): no request leaves after it.
         self._stop = stop or StopLatch()
-        self._guard_interval = GUARD_FRACTION / rate
-        self._guard = AsyncLimiter(1, self._guard_interval)
+        self._guard = AsyncLimiter(1, GUARD_FRACTION / rate)
+
+    def _now(self) -> float:
+        # No running loop (the summary, after the run): the last reading stands.
+        with contextlib.suppress(RuntimeError):
+            self._last_now = self._time()
+        return self._last_now
+
+    @property
+    def rate(self) -> float:
+        return self.target_rate * self.pace.pace_at(self._now())
+
+    @property
+    def seconds_below_target(self) -> float:
+        return self.pace.seconds_below(self._now())
 
     async def acquire(self) -> None:
         """Wait for the next slot. Every attempt, retries included, calls this once.
@@ -113,58 +128,49 @@ class Pacer:
         self._stop.check()
         async with self._lock:
             self._stop.check()  # stopped while waiting for the lock
-            now = self._time()
+            now = self._now()
+            rate = self.target_rate * self.pace.pace_at(now)
             if self._anchor is None:
-                self._reanchor(now)
-            elif self._anchor_rate != self.rate:
-                self._reanchor(self._due())  # keep the slot already promised, new spacing on
+                self._reanchor(now, rate)
+            elif self._anchor_rate != rate:
+                # Lowered, or climbing back: keep the slot already promised, new spacing on.
+                self._reanchor(self._due(), rate)
             due = self._due()
             if due < now:
-                self._reanchor(now)
+                self._reanchor(now, rate)
                 due = now
             if due > now:
                 await self._stop.sleep(due - now)
-            self._refresh_guard()
             await self._guard.acquire()
             self._stop.check()  # the guard's short wait may have spanned the stop
             # Drift-free: the next slot follows this one's *due* time, not its actual start,
             # unless we woke more than a slot late (a stall): then start afresh from now
             # rather than catching up with a burst.
-            if self._time() - due > 1.0 / self.rate:
-                self._reanchor(self._time())
+            woke = self._now()
+            if woke - due > 1.0 / rate:
+                self._reanchor(woke, rate)
             self._slot += 1
 
     def _due(self) -> float:
         assert self._anchor is not None
         return self._anchor + self._slot / self._anchor_rate
 
-    def _reanchor(self, at: float) -> None:
+    def _reanchor(self, at: float, rate: float) -> None:
         self._anchor = at
-        self._anchor_rate = self.rate
+        self._anchor_rate = rate
         self._slot = 0
 
-    def _refresh_guard(self) -> None:
-        wanted = GUARD_FRACTION / self.rate
-        if abs(wanted - self._guard_interval) > 1e-12:
-            self._guard_interval = wanted
-            self._guard = AsyncLimiter(1, wanted)
-            # The new limiter starts empty: the schedule still holds the spacing this once.
-
     def on_throttle(self) -> bool:
-        """The server said RequestLimitExceeded: slow down for the rest of the run.
+        """The server said RequestLimitExceeded: lower the pace (see `PaceState`).
 
         Returns True when the rate was actually lowered (False within the cooldown)."""
-        now = self._time()
-        if now - self._last_slowdown < SLOWDOWN_COOLDOWN:
-            return False
-        self._last_slowdown = now
-        self.rate = max(self.rate * SLOWDOWN_FACTOR, self.target_rate * MIN_RATE_FRACTION)
-        self.slowdowns += 1
-        return True
+        lowered = self.pace.on_throttle(self._now())
+        if lowered:
+            self.slowdowns += 1
+        return lowered
 
     def on_success(self) -> None:
-        if self.rate < self.target_rate and (self._time() - self._last_slowdown >= RECOVERY_HOLD):
-            self.rate = min(self.target_rate, self.rate + self.target_rate / RECOVERY_STEPS)
+        """An answer came back: nothing to do for the pace, which recovers by time."""
 
     def __repr__(self) -> str:
         return (

@@ -35,7 +35,18 @@ MAX_AHEAD = 8
 class SharedPacer:
     """`Pacing` from one schedule in Redis, with this run's own `Pacer` underneath."""
 
-    __slots__ = ("_ahead", "_booking", "_guard", "_local", "_on_lost", "_quota", "_room", "_stop")
+    __slots__ = (
+        "_ahead",
+        "_below",
+        "_booking",
+        "_guard",
+        "_last_seen",
+        "_local",
+        "_on_lost",
+        "_quota",
+        "_room",
+        "_stop",
+    )
 
     def __init__(
         self,
@@ -53,6 +64,10 @@ class SharedPacer:
         self._ahead = 0  # bookings made whose slot has not come yet
         self._room = asyncio.Event()  # set when a booked slot comes (room for another)
         self._guard = AsyncLimiter(1, GUARD_FRACTION / quota.rate)
+        # Time below the target, summed between bookings on Redis's clock (the shared pace is
+        # known at each booking; between two, it is taken as it was at the first).
+        self._below = 0.0
+        self._last_seen: tuple[float, bool] | None = None
 
     @property
     def rate(self) -> float:
@@ -66,6 +81,17 @@ class SharedPacer:
     @property
     def slowdowns(self) -> int:
         return self._quota.slowdowns
+
+    @property
+    def seconds_below_target(self) -> float:
+        return self._below
+
+    def _seen(self, at: float) -> None:
+        if self._last_seen is not None:
+            since, below = self._last_seen
+            if below and at > since:
+                self._below += at - since
+        self._last_seen = (at, self.rate < self.target_rate * (1 - 1e-9))
 
     def _depth(self) -> int:
         """Bookings to keep ahead: one, plus as many intervals as a round trip to Redis takes."""
@@ -92,6 +118,7 @@ class SharedPacer:
             except SharedQuotaLost as lost:
                 self._on_lost(lost)
                 raise Stopped from None
+            self._seen(reservation.redis_time)
             # A stop while sleeping gives the slot up: the schedule has one unused slot, never
             # an extra request.
             await self._stop.sleep(reservation.wait)
@@ -107,7 +134,7 @@ class SharedPacer:
         return False
 
     def on_success(self) -> None:
-        self._quota.answered()
+        """Nothing to do: the shared pace climbs back by time (poller/quota/pace.py)."""
 
     def __repr__(self) -> str:
         return f"<SharedPacer {self._quota!r} local={self._local!r} ahead={self._ahead}>"

@@ -127,7 +127,7 @@ def _line(stats: RunStats, pacer: Pacing) -> str:
         f"result codes {_codes(stats)}",
         f"charge_count total {stats.charges}",
         f"requests {stats.requests} (retries {stats.retries}, throttled {stats.throttles}, "
-        f"slowdowns {pacer.slowdowns})",
+        f"slowdowns {pacer.slowdowns}, below target pace {pacer.seconds_below_target:.1f} s)",
         f"effective rate {_rate(stats):.2f} req/s (pacing {pacer.rate:.2f} of "
         f"{pacer.target_rate:.2f})",
     ]
@@ -156,7 +156,7 @@ def _table(stats: RunStats, pacer: Pacing) -> str:
         (
             "rate",
             f"{_rate(stats):.2f} req/s (pacing {pacer.rate:.2f} of {pacer.target_rate:.2f}, "
-            f"slowdowns {pacer.slowdowns})",
+            f"slowdowns {pacer.slowdowns}, below target {pacer.seconds_below_target:.1f} s)",
         ),
         ("elapsed", f"{stats.elapsed:.1f} s"),
         ("charges", f"{stats.charges}"),

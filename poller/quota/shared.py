@@ -1,10 +1,10 @@
 """`SharedQuota`: slots from one schedule in Redis, for every poller and the app backend.
 
 Each `reserve()` runs `gcra.lua` once: it books the next free slot of the account's schedule
-(on Redis's clock) and says how long to wait for it. Answers and throttles the caller heard
-since its last reservation travel with the next one, so the shared reaction to
-`RequestLimitExceeded` costs no round trip of its own: a throttle seen by any caller lowers
-the pace for all of them, and the slow recovery is shared too.
+(on Redis's clock) and says how long to wait for it. A throttle the caller heard since its last
+reservation travels with the next one, so the shared reaction to `RequestLimitExceeded` costs
+no round trip of its own: a throttle seen by any caller lowers the pace for all of them, and
+the climb back (by time, poller/quota/pace.py, computed in the script) is shared too.
 
 Redis trouble never means a burst: without a reservation nothing is sent. A lost connection
 is retried with backoff for `timeout` seconds, then `SharedQuotaLost`; a server unreachable at
@@ -33,17 +33,11 @@ from poller.config.credentials import resolve_credentials
 from poller.config.redis_address import RedisAddress, parse_address, schedule_key
 from poller.config.settings import Settings
 from poller.errors import PollerError
+from poller.quota.pace import PaceRule, rule_for
 
 log = logging.getLogger("poller")
 
 ACTION = "GetSdkVerificationResult"
-# The pace's reaction to RequestLimitExceeded, shared by every caller on the key (SPEC §5):
-# multiply down (at most once a second, whoever reports it), hold, then climb back slowly.
-SLOWDOWN_FACTOR = 0.7
-SLOWDOWN_COOLDOWN = 1.0
-RECOVERY_HOLD = 5.0
-RECOVERY_STEPS = 1000
-MIN_PACE = 0.05
 # An idle schedule is forgotten this long after its last slot (its slowdown with it). Long, as
 # a missing schedule restarts after RESET_GAP (a burst guard that would delay a live call).
 SCHEDULE_TTL = 24 * 3600.0
@@ -107,6 +101,7 @@ class SharedQuota:
         secret_id: str | None = None,
         action: str = ACTION,
         timeout: float = 60.0,
+        rule: PaceRule | None = None,
     ) -> None:
         if not (math.isfinite(rate) and rate > 0) or not 0 <= margin < 1:
             raise PollerError("SharedQuota needs a finite rate above 0 and a margin in [0, 1).")
@@ -115,13 +110,13 @@ class SharedQuota:
         self.address: RedisAddress = parse_address(url, setting="the shared quota URL")
         self.rate = rate * (1.0 - margin)  # the full shared pace, requests/s
         self.timeout = timeout
+        self.rule = rule or PaceRule()  # how the shared pace falls and climbs back
         self.key = schedule_key(secret_id if secret_id is not None else _own_secret_id(), action)
         self.pace = 1.0  # the shared fraction of `rate` in force, as of the last reservation
         self.slowdowns = 0  # lowerings this caller's throttle reports caused
         self.reservations = 0
         self.interval = 1.0 / self.rate  # the spacing the schedule uses (the strictest caller's)
         self.round_trip = 0.0  # a booking's round trip to Redis, smoothed (seconds)
-        self._successes = 0
         self._throttled = False
         self._known_tat = 0  # the schedule's end as of this caller's last booking (µs)
         self._redis: Any = None
@@ -199,10 +194,6 @@ class SharedQuota:
         if reservation.wait > 0:
             await asyncio.sleep(reservation.wait)
 
-    def answered(self) -> None:
-        """An answer came back (not a throttle): counts toward the shared pace's recovery."""
-        self._successes += 1
-
     def throttled(self) -> None:
         """Tencent said RequestLimitExceeded: the shared pace is lowered for every caller (on
         this caller's next reservation, at most once a second whoever reports it)."""
@@ -211,11 +202,10 @@ class SharedQuota:
     def report(self, error_code: str | None) -> None:
         """How a call went, in one line: the `Error.Code` of Tencent's answer, or None (or "")
         for an answer without an error. A throttle (`RequestLimitExceeded` and kin, SPEC §2)
-        slows every caller on the account; any other answer counts toward the recovery."""
+        slows every caller on the account; anything else changes nothing (the pace climbs
+        back by time, poller/quota/pace.py)."""
         if error_code and is_throttle_code(error_code):
             self.throttled()
-        else:
-            self.answered()
 
     async def reserve(self, sleep: Sleep = asyncio.sleep) -> Reservation:
         """Book the next slot. Redis lost: retry with backoff (through `sleep`, so a stop can
@@ -226,13 +216,11 @@ class SharedQuota:
         while True:
             # Taken now, before the await: callers booking at the same time must not report
             # the same answers twice (or clear a throttle that none of them reported).
-            successes, self._successes = self._successes, 0
             throttled, self._throttled = self._throttled, False
             started = time.monotonic()
             try:
-                reply = await self._run_script(successes=successes, throttled=throttled)
+                reply = await self._run_script(throttled=throttled)
             except Exception as exc:  # noqa: BLE001 - any failure of Redis: no slot, no send
-                self._successes += successes
                 self._throttled = self._throttled or throttled
                 attempt += 1
                 await self._wait_for_redis(exc, attempt, started, sleep)
@@ -276,20 +264,19 @@ class SharedQuota:
             )
         return reservation
 
-    async def _run_script(
-        self, *, successes: int = 0, throttled: bool = False, mode: str = "book"
-    ) -> Any:
+    async def _run_script(self, *, throttled: bool = False, mode: str = "book") -> Any:
+        rule = self.rule
         call = self._script(
             keys=[self.key],
             args=[
                 f"{1e6 / self.rate:.3f}",
-                successes,
                 int(throttled),
-                SLOWDOWN_FACTOR,
-                MIN_PACE,
-                int(SLOWDOWN_COOLDOWN * 1e6),
-                int(RECOVERY_HOLD * 1e6),
-                f"{1 / RECOVERY_STEPS:.9f}",
+                rule.factor,
+                rule.floor,
+                int(rule.cooldown * 1e6),
+                int(rule.hold * 1e6),
+                int(rule.hold_max * 1e6),
+                int(rule.ramp * 1e6),
                 int(SCHEDULE_TTL * 1000),
                 self._known_tat,
                 f"{self.pace:.17g}",
@@ -391,6 +378,7 @@ async def open_shared_quota(settings: Settings) -> AsyncIterator[SharedQuota | N
         margin=settings.rate_margin,
         secret_id=settings.credentials.secret_id,
         timeout=settings.shared_quota_timeout,
+        rule=rule_for(settings),
     )
     async with quota:
         log.info(

@@ -89,6 +89,8 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
         "shared_quota": "rediss://:s3cret-pass@quota.internal:6380/2",
         "max_share": "0.75",
         "shared_quota_timeout": "2m",
+        "recovery_hold": "2s",
+        "recovery_ramp": "5",
         # os.pathsep between paths, as in PATH: a path may hold a comma.
         "skip_final_in": os.pathsep.join(["/data/night,1.jsonl", "/data/night-*.jsonl", ""]),
     }
@@ -123,6 +125,7 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
     assert settings.input_format == "csv"
     assert settings.shared_quota == "rediss://:s3cret-pass@quota.internal:6380/2"
     assert (settings.max_share, settings.shared_quota_timeout) == (0.75, 120.0)
+    assert (settings.recovery_hold, settings.recovery_ramp) == (2.0, 5.0)
     assert "s3cret-pass" not in repr(settings)
 
 

@@ -17,6 +17,7 @@ from poller.observability.metrics import MetricsWriter, render_metrics, write_me
 from poller.pipeline.pacing import Pacer
 from poller.pipeline.stats import FatalRunError, RunStats
 from tests.conftest import PollerLog
+from tests.helpers import slowed_pacer
 
 P = "faceid_poller_"
 Sample = tuple[str, tuple[tuple[str, str], ...]]
@@ -43,10 +44,7 @@ def busy_stats() -> RunStats:
 
 
 def busy_pacer() -> Pacer:
-    pacer = Pacer(19.0)
-    pacer.rate = 13.3
-    pacer.slowdowns = 2
-    return pacer
+    return slowed_pacer(19.0, 13.3, slowdowns=2, below=42.5)
 
 
 def parse(text: str) -> dict[Sample, float]:
@@ -84,6 +82,7 @@ def test_every_value_equals_the_counters(tmp_path: Path) -> None:
         (P + "retries_total", ()): 110,
         (P + "throttled_total", ()): 7,
         (P + "slowdowns_total", ()): 2,
+        (P + "below_target_pace_seconds_total", ()): 42.5,
         (P + "charge_count_total", ()): 1180,
         (P + "pacing_rate_requests_per_second", ()): 13.3,
         (P + "target_rate_requests_per_second", ()): 19.0,
@@ -102,9 +101,8 @@ def test_types_and_help_strings() -> None:
     text = render_metrics(busy_stats(), busy_pacer(), running=True).decode()
     families = types_and_help(text)
     counters = {n for n, (t, _) in families.items() if t == "counter"}
-    assert counters == {P + n for n in ("requests", "retries", "throttled", "slowdowns")} | {
-        P + "charge_count"
-    }
+    names = ("requests", "retries", "throttled", "slowdowns", "below_target_pace_seconds")
+    assert counters == {P + n for n in names} | {P + "charge_count"}
     assert all(t in ("counter", "gauge") for t, _ in families.values())
     assert all(len(doc) > 15 for _, doc in families.values())  # each says what it is
     assert "_created" not in text  # no creation-time series next to the counters

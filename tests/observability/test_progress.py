@@ -11,6 +11,7 @@ import pytest
 from poller.observability.progress import Progress, format_duration
 from poller.pipeline.pacing import Pacer
 from poller.pipeline.stats import RunStats
+from poller.quota.pace import PaceRule
 from tests.conftest import PollerLog
 
 
@@ -52,7 +53,8 @@ def test_cron_no_line_before_the_interval(lines: PollerLog) -> None:
 
 def test_cron_one_line_per_interval_with_the_numbers(lines: PollerLog) -> None:
     stats, clock, out = RunStats(), FakeClock(), io.StringIO()
-    pacer = Pacer(19.0)
+    now = [0.0]
+    pacer = Pacer(19.0, time_fn=lambda: now[0], rule=PaceRule(factor=13.3 / 19.0, hold=1e6))
     progress = Progress(stats, pacer, stream=out, total=50_000, interval=60.0, clock=clock)
     record(stats, "passed", 950)
     record(stats, "failed", 230)
@@ -70,7 +72,7 @@ def test_cron_one_line_per_interval_with_the_numbers(lines: PollerLog) -> None:
     record(stats, "passed", 500)
     record(stats, "expired", 60)
     record(stats, "invalid_token", 40)
-    pacer.rate = 13.3
+    pacer.on_throttle()  # the pace drops to 13.3 (and holds)
     for dt in range(61, 121):
         clock.now = 1000.0 + dt
         progress.tick()

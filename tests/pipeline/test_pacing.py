@@ -10,17 +10,15 @@ import asyncio
 
 import pytest
 
-from poller.pipeline.pacing import (
-    MIN_RATE_FRACTION,
-    RECOVERY_HOLD,
-    RECOVERY_STEPS,
-    SLOWDOWN_COOLDOWN,
-    SLOWDOWN_FACTOR,
-    Pacer,
-    RetryBudget,
-)
+from poller.pipeline.pacing import Pacer, RetryBudget
 from poller.pipeline.stopping import StopLatch, Stopped
+from poller.quota.pace import PaceRule
 from tests.helpers import acquire_many, max_in_window, run_virtual
+
+RULE = PaceRule()
+SLOWDOWN_FACTOR = RULE.factor
+SLOWDOWN_COOLDOWN = RULE.cooldown
+MIN_RATE_FRACTION = RULE.floor
 
 # -- Pacer: the schedule -------------------------------------------------------------------------
 
@@ -93,7 +91,7 @@ def test_slowed_pacer_spaces_requests_wider() -> None:
     stamps: list[float] = []
 
     async def main() -> None:
-        pacer = Pacer(20.0)
+        pacer = Pacer(20.0, rule=PaceRule(hold=100.0))  # no climb back within this test
         pacer.on_throttle()
         await acquire_many(pacer, 40, workers=4, stamps=stamps)
 
@@ -104,27 +102,15 @@ def test_slowed_pacer_spaces_requests_wider() -> None:
 # -- Pacer: slowing down and recovering ----------------------------------------------------------
 
 
-def test_throttle_slows_down_once_per_cooldown_and_recovers_slowly() -> None:
-    async def main() -> Pacer:
-        pacer = Pacer(20.0)
-        assert pacer.on_throttle() is True
-        assert pacer.on_throttle() is False  # in-flight throttles say the same thing once
-        assert pacer.rate == pytest.approx(20.0 * SLOWDOWN_FACTOR)
-        await asyncio.sleep(1.5)
-        assert pacer.on_throttle() is True
-        lowered = pacer.rate
-        pacer.on_success()
-        assert pacer.rate == lowered  # no climbing back right after a throttle
-        await asyncio.sleep(RECOVERY_HOLD)
-        pacer.on_success()
-        assert lowered < pacer.rate < 20.0  # recovery is gradual
-        for _ in range(RECOVERY_STEPS):
-            pacer.on_success()
-        assert pacer.rate == 20.0
-        return pacer
-
-    pacer = run_virtual(main)
-    assert pacer.slowdowns == 2
+def test_throttle_slows_down_once_per_cooldown() -> None:
+    now = [100.0]
+    pacer = Pacer(20.0, time_fn=lambda: now[0])
+    assert pacer.on_throttle() is True
+    assert pacer.on_throttle() is False  # in-flight throttles say the same thing once
+    assert pacer.rate == pytest.approx(20.0 * SLOWDOWN_FACTOR)
+    now[0] += 0.5
+    assert pacer.on_throttle() is False
+    assert pacer.slowdowns == 1
 
 
 def test_the_cooldown_ends_exactly_one_cooldown_after_the_last_slowdown() -> None:
@@ -147,6 +133,17 @@ def test_throttles_never_take_the_rate_below_its_floor() -> None:
         pacer.on_throttle()
     assert pacer.rate == pytest.approx(20.0 * MIN_RATE_FRACTION)
     assert pacer.slowdowns == 50
+
+
+def test_success_changes_nothing_the_pace_recovers_by_time() -> None:
+    now = [0.0]
+    pacer = Pacer(20.0, time_fn=lambda: now[0])
+    pacer.on_throttle()
+    for _ in range(5000):
+        pacer.on_success()
+    assert pacer.rate == pytest.approx(20.0 * SLOWDOWN_FACTOR)  # answers alone lift nothing
+    now[0] += RULE.hold + RULE.ramp
+    assert pacer.rate == 20.0  # time does
 
 
 def test_success_at_the_target_rate_changes_nothing() -> None:

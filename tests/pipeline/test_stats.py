@@ -8,6 +8,7 @@ import pytest
 
 from poller.pipeline.pacing import Pacer
 from poller.pipeline.stats import FatalRunError, RunStats, format_summary
+from tests.helpers import slowed_pacer
 
 
 def busy() -> RunStats:
@@ -31,9 +32,7 @@ def busy() -> RunStats:
 
 
 def pacer() -> Pacer:
-    p = Pacer(19.0)
-    p.rate, p.slowdowns = 13.3, 1
-    return p
+    return slowed_pacer(19.0, 13.3, slowdowns=1, below=12.5)
 
 
 # -- counting and the exit policy --------------------------------------------------------------
@@ -77,7 +76,8 @@ def test_the_line_is_the_one_users_grep() -> None:
         "invalid_token 0, error 2; not final 5; skipped: already final 7, final in an earlier "
         "run 9, duplicates 1; "
         "expired by issued_at 4; pending re-checks 13; result codes -999:3 0:156 1001:4 "
-        "2015:40; charge_count total 285; requests 218 (retries 5, throttled 2, slowdowns 1); "
+        "2015:40; charge_count total 285; requests 218 (retries 5, throttled 2, slowdowns 1, "
+        "below target pace 12.5 s); "
         "effective rate 21.80 req/s (pacing 13.30 of 19.00)"
     )
 
@@ -106,7 +106,7 @@ def test_the_table_holds_the_same_numbers_aligned() -> None:
             "  skipped       already final 7, final in an earlier run 9, duplicates 1, "
             "expired by issued_at 4",
             "  requests      218 (retries 5, throttled 2, pending re-checks 13)",
-            "  rate          21.80 req/s (pacing 13.30 of 19.00, slowdowns 1)",
+            "  rate          21.80 req/s (pacing 13.30 of 19.00, slowdowns 1, below target 12.5 s)",
             "  elapsed       10.0 s",
             "  charges       285",
             "  result codes  -999:3 0:156 1001:4 2015:40",
