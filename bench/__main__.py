@@ -4,6 +4,7 @@ python -m bench                 # the full suite (~6 min on 2 cores) -> docs/ben
 python -m bench --quick         # small sizes, a smoke test; prints, writes nothing
 python -m bench cpu             # one case alone (~30 s): the poller vs the bare-aiohttp floor
 python -m bench shared          # 1, 2, 4 pollers on one shared quota in Redis (~100 s)
+python -m bench contention      # another client takes part of the quota, then stops (~75 s)
 python -m bench --only cpu,startup --repeats 5
 """
 
@@ -17,13 +18,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import cpu, quota, reconcile, scale, shared, startup
+from bench import contention, cpu, quota, reconcile, scale, shared, startup
 from bench.model import Section, Sizes
 from bench.procs import SimulatorDied
 from bench.report import render
 
 DOC = Path("docs/benchmarks.md")
-MEASUREMENTS = ("quota", "cpu", "sdk", "scale", "startup", "reconcile", "shared")
+MEASUREMENTS = ("quota", "cpu", "sdk", "scale", "startup", "reconcile", "shared", "contention")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "startup": lambda: startup.run(sizes),
         "reconcile": lambda: reconcile.run(sizes),
         "shared": lambda: shared.run(sizes),
+        "contention": lambda: contention.run(sizes),
     }
     if "shared" in chosen:
         try:

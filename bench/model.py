@@ -48,6 +48,9 @@ class Sizes:
     startup_runs: int
     shared_tokens: int  # per shared-quota case, split between its pollers
     shared_reservations: int  # timed `SharedQuota.reserve()` calls
+    contention_tokens: int  # the poller's, per contention case
+    contention_start: float  # the other client starts this long after the poller's first request
+    contention_for: float  # ... and sends for this long
 
     @classmethod
     def full(cls) -> Sizes:
@@ -58,6 +61,9 @@ class Sizes:
             startup_runs=5,
             shared_tokens=400,
             shared_reservations=2_000,
+            contention_tokens=570,
+            contention_start=5.0,
+            contention_for=8.0,
         )
 
     @classmethod
@@ -69,6 +75,9 @@ class Sizes:
             startup_runs=2,
             shared_tokens=60,
             shared_reservations=500,
+            contention_tokens=200,
+            contention_start=2.0,
+            contention_for=3.0,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench_main
-from bench import cpu, quota, shared
+from bench import contention, cpu, quota, shared
 from bench.model import Section, Sizes, Table
 from bench.procs import ChildResult, parse_summary
 from bench.report import render
@@ -205,3 +206,121 @@ def test_the_shared_measurement_without_redis_server_fails_in_one_sentence(
     err = capsys.readouterr().err.strip()
     assert err.startswith("bench: redis-server is not installed")
     assert "\n" not in err
+
+
+def test_the_contention_measurement_end_to_end(tmp_path: Path) -> None:
+    # The poller alone for half a second, then another client at 15 req/s of the 20/s quota for
+    # 1.5 s (its own tokens, the same credentials), then the poller alone again.
+    case = contention.ContentionCase(15.0, tokens=60, start=0.5, seconds=1.5)
+    result = contention.measure(case, tmp_path)
+    assert result.child.returncode == 0
+    assert result.summary.tokens == 60
+    # Whose request each arrival was, from the simulator's log: every poller request is in it,
+    # and its throttles (the server's, less the other client's) are the ones it counted.
+    assert result.requests == result.summary.requests
+    assert result.throttled == result.summary.throttled
+    assert result.admitted == 60  # pending off: one admitted request a token
+    assert len(result.other) == result.other_client.sent == case.other_requests == 22
+    assert result.other_client.failed == 0
+    # Evenly spaced at 15/s, from about half a second after the poller's first request.
+    gaps = [b - a for a, b in zip(result.other, result.other[1:], strict=False)]
+    assert statistics.median(gaps) == pytest.approx(1 / 15, abs=0.01)
+    assert result.other[-1] - result.other[0] == pytest.approx(21 / 15, abs=0.1)
+    assert result.other[0] - result.poller[0] == pytest.approx(0.5, abs=0.3)
+    # Nobody went over the quota: the simulator refused what would have.
+    assert 0 < result.max_in_window <= 20
+    assert result.span > 0
+    assert result.quota_use == pytest.approx(60 / (20.0 * result.span))
+    assert sum(result.per_second(result.poller)) == result.requests
+    assert sum(result.per_second(result.other)) == 22
+
+    throttled = contention.throttled_target(result)
+    assert throttled.met is (result.throttled_share <= contention.TARGET_THROTTLED)
+    assert (throttled.why == "") is throttled.met
+    recovery = contention.recovery_target(result)
+    if result.recovery is None:
+        assert recovery.met is None
+    else:
+        assert recovery.met is (result.recovery <= contention.TARGET_RECOVERY)
+        assert recovery.value == f"{result.recovery:.2f} s"
+
+    table = contention.case_table(result)
+    section = Section("Contention", "intro", [table], [throttled, recovery])
+    text = render(
+        [section],
+        command="python -m bench --only contention",
+        started=datetime.now(UTC),
+        seconds=1.0,
+        load_before=(0.0, 0.0, 0.0),
+        load_after=(0.0, 0.0, 0.0),
+    )
+    lines = text.splitlines()
+    assert "| other client 15 req/s for 1.5 s | measured | target | verdict |" in lines
+    assert (
+        f"| contention, other client 15 req/s: throttled | <= 5% of the poller's requests | "
+        f"{throttled.value} | **{throttled.verdict}** | {throttled.why or '-'} |"
+    ) in lines
+    assert (
+        f"| throttled, share of the poller's requests | {throttled.value} | <= 5% | "
+        f"**{throttled.verdict}** |"
+    ) in lines
+    series = " ".join(map(str, result.per_second(result.other)))
+    assert f"| other client req/s, the same seconds | `{series}` |  |  |" in lines
+
+
+def test_recovery_is_read_from_a_trailing_one_second_window() -> None:
+    def paced(rate: float, start: float, end: float) -> list[float]:
+        return [start + k / rate for k in range(round((end - start) * rate))]
+
+    # 19/s, 10/s from 5 s to 8 s, 19/s again to 20 s: the trailing 1 s window holds >= 17.1
+    # once 8/9 of it is past 8 s (19x + 10(1 - x) >= 18 requests).
+    arrivals = paced(19, 0, 5) + paced(10, 5, 8) + paced(19, 8, 20)
+    seconds = contention.recovery_seconds(arrivals, 6.0)
+    assert seconds == pytest.approx(8 + 8 / 9 - 6.0, abs=0.06)
+    # Back at once when the pace never fell; and it has to stay there for 2 s: a dip counts
+    # again from after it.
+    assert contention.recovery_seconds(paced(19, 0, 10), 2.0) == 0.0
+    # Three requests missing between 10.0 and 10.2 s: the window is short of 18 until 11.1 s.
+    dip = [t for t in arrivals if not 10.0 < t < 10.2]
+    assert contention.recovery_seconds(dip, 6.0) == pytest.approx(11.11 - 6.0, abs=0.06)
+    # Not seen: the run ends before 2 s at the pace.
+    assert contention.recovery_seconds(paced(19, 0, 5) + paced(10, 5, 9), 6.0) is None
+    assert contention.recovery_seconds(paced(19, 0, 5) + paced(19, 8, 9.5), 6.0) is None
+
+
+def test_a_missed_contention_target_is_not_met_and_says_why() -> None:
+    assert "contention" in bench_main.MEASUREMENTS
+    stderr = (
+        "summary: 90 tokens in 6.0 s: passed 90; not final 0; requests 100 (retries 10, "
+        "throttled 10, slowdowns 3, below target pace 4.5 s); effective rate 15.00 req/s "
+        "(pacing 19.00 of 19.00)\n"
+    )
+    summary = parse_summary(stderr)
+    assert summary.below_target == 4.5
+    child = ChildResult((), 0, 0.0, 6.5, 0.4, 0.05, 40.0, "", stderr)
+    poller = tuple(k / 19 for k in range(100))
+    base = contention.ContentionResult(
+        case=contention.ContentionCase(8.0, tokens=90, start=1.0, seconds=2.0),
+        poller=poller, other=(1.0, 1.125), throttled=10,
+        other_client=contention.OtherClient(sent=2, throttled=0, failed=0), max_in_window=20,
+        summary=summary, child=child, simulator_argv=(),
+    )  # fmt: skip
+    throttled = contention.throttled_target(base)
+    assert throttled.met is False
+    assert throttled.value == "10.0% (10 of 100)"
+    assert throttled.why == "10 of 100 requests throttled"
+    assert contention.throttled_target(replace(base, throttled=5)).met is True
+    # Steady 19/s throughout: back at once; too few arrivals after: not available, never met.
+    assert contention.recovery_target(base).met is True
+    assert contention.recovery_target(base).value == "0.00 s"
+    short = contention.recovery_target(replace(base, other=(4.0, 4.5)))
+    assert short.met is None
+    assert short.value == "not seen"
+    assert short.why.startswith("the run ended before 2 s")
+    late = replace(base, poller=poller[:40] + tuple(40 / 19 + 8 + k / 19 for k in range(60)))
+    slow = contention.recovery_target(replace(late, other=(1.0, 2.0)))
+    assert slow.met is False
+    assert slow.why.endswith(" s > 5 s")
+    rows = contention.case_table(base).rows
+    assert rows[0] == ["poller requests (admitted + throttled)", "100 (90 + 10)", "", ""]
+    assert rows[2][2:] == ["<= 5 s", "**met**"]
