@@ -174,12 +174,12 @@ def _add_run_parser(sub: Any) -> None:
         "--recovery-hold",
         metavar="DURATION",
         help="after RequestLimitExceeded lowers the pace, hold it this long without a throttle "
-        "before climbing back (default 1s; doubles, up to 3x, while throttles keep coming)",
+        "before climbing back (default 1s; doubles, up to 2x, while throttles keep coming)",
     )
     p.add_argument(
         "--recovery-ramp",
         metavar="DURATION",
-        help="then climb back to the full pace over this long (default 2s)",
+        help="then climb back to the full pace over this long (default 1.5s)",
     )
     p.add_argument(
         "--order",

@@ -126,9 +126,9 @@ class Settings:
     shared_quota_timeout: float = 60.0
     # After RequestLimitExceeded the pace is lowered (x0.7), holds this long without a throttle,
     # then climbs back to the full pace over recovery_ramp seconds. A throttle during the climb
-    # lowers it again and doubles the hold (up to 3x), so a client that stays is probed gently.
+    # lowers it again and doubles the hold (up to 2x), so a client that stays is probed gently.
     recovery_hold: float = 1.0
-    recovery_ramp: float = 2.0
+    recovery_ramp: float = 1.5
     credentials: Credentials | None = field(default=None, compare=False)
 
     @property

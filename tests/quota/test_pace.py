@@ -16,7 +16,7 @@ from poller.pipeline.pacing import Pacer
 from poller.quota.pace import PaceRule, PaceState, pace_at
 from tests.helpers import acquire_many, max_in_window, run_virtual
 
-RULE = PaceRule()  # factor 0.7, floor 0.05, cooldown 1 s, hold 1 s (max 3 s), ramp 2 s
+RULE = PaceRule()  # factor 0.7, floor 0.05, cooldown 1 s, hold 1 s (max 2 s), ramp 1.5 s
 
 
 def test_a_burst_of_throttles_multiplies_down_once_per_cooldown_to_the_floor() -> None:
@@ -52,7 +52,7 @@ def test_a_throttle_during_the_climb_backs_off_from_where_it_was_and_holds_longe
     assert state.pace_at(t + 2 * RULE.hold) == pytest.approx(0.85 * 0.7)  # still held
     t2 = t + 2 * RULE.hold + 0.5
     assert state.on_throttle(t2)  # and again during that climb
-    assert state.hold == RULE.hold_max  # 4 s capped at 3 s
+    assert state.hold == RULE.hold_max == 2 * RULE.hold  # capped: doubled no further
     t3 = t2 + RULE.hold_max + RULE.ramp + 1  # fully back; a later throttle starts afresh
     assert state.pace_at(t3) == 1.0
     assert state.on_throttle(t3)
@@ -60,8 +60,9 @@ def test_a_throttle_during_the_climb_backs_off_from_where_it_was_and_holds_longe
 
 
 def test_back_at_90_percent_within_the_bound_after_any_throttles() -> None:
-    """Whatever came before, 90% of the pace is back by hold_max + 0.9 x ramp (4.8 s) after
-    the last throttle: the benchmark's 5 s target, with room for the request's own latency."""
+    """Whatever came before, 90% of the pace is back by hold_max + 0.9 x ramp (3.35 s) after
+    the last throttle: within the benchmark's 5 s even when the last throttle comes a second
+    after the other client stopped (its requests still in the server's window)."""
     rng = random.Random(14)
     for _ in range(300):
         state = PaceState(RULE)
@@ -71,6 +72,7 @@ def test_back_at_90_percent_within_the_bound_after_any_throttles() -> None:
             state.on_throttle(t)
         last = state.slowed
         assert state.pace_at(last + RULE.hold_max + 0.9 * RULE.ramp) >= 0.9 - 1e-9
+        assert RULE.hold_max + 0.9 * RULE.ramp + 1.0 <= 5.0
 
 
 def test_time_below_target_counts_each_spell_once() -> None:
