@@ -578,7 +578,7 @@ def plan_batch(
 
 
 async def _reach_shared_quota(settings: Settings) -> None:
-    async with open_shared_quota(settings):
+    async with open_shared_quota(settings, announce=False):
         pass
 
 

@@ -20,13 +20,17 @@ could not get a slot ends like one cut off by a stop (`Stopped`): nothing is sen
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 
 from poller.pipeline.pacing import GUARD_FRACTION, Pacer
 from poller.pipeline.stopping import StopLatch, Stopped
-from poller.quota.shared import SharedQuota, SharedQuotaLost
+from poller.quota.shared import Reservation, SharedQuota, SharedQuotaLost
+
+log = logging.getLogger("poller")
 
 # At most this many bookings ahead per process, however far Redis is.
 MAX_AHEAD = 8
@@ -46,6 +50,7 @@ class SharedPacer:
         "_quota",
         "_room",
         "_stop",
+        "rebooked",
     )
 
     def __init__(
@@ -62,6 +67,7 @@ class SharedPacer:
         self._on_lost = on_lost
         self._booking = asyncio.Lock()
         self._ahead = 0  # bookings made whose slot has not come yet
+        self.rebooked = 0  # slots given up as stale (a pause) or lost (a new schedule)
         self._room = asyncio.Event()  # set when a booked slot comes (room for another)
         self._guard = AsyncLimiter(1, GUARD_FRACTION / quota.rate)
         # Time below the target, summed between bookings on Redis's clock (the shared pace is
@@ -71,8 +77,9 @@ class SharedPacer:
 
     @property
     def rate(self) -> float:
-        """The slower of this run's cap and the shared pace now in force."""
-        return min(self._local.rate, self._quota.rate * self._quota.pace)
+        """The slower of this run's cap and the shared pace now in force (at the schedule's
+        spacing, which a stricter poller on the key may have set)."""
+        return min(self._local.rate, self._quota.pace / self._quota.interval)
 
     @property
     def target_rate(self) -> float:
@@ -103,11 +110,29 @@ class SharedPacer:
 
         Raises `Stopped` on a stop, and when Redis stayed lost past the timeout (after
         `on_lost` has recorded it and stopped the run)."""
+        first = True
+        while True:
+            reservation = await self._book(own_slot=first)
+            first = False
+            if self._quota.still_good(reservation):
+                break
+            # Missed by more than half an interval (this process was paused), or booked from
+            # a schedule since lost: sending now could bunch with slots handed to others.
+            self.rebooked += 1
+            log.debug("a shared slot came too late or from a lost schedule: booking again")
+        await self._guard.acquire()
+        self._stop.check()  # the guard's wait (if any) may have spanned a stop
+
+    async def _book(self, *, own_slot: bool) -> Reservation:
+        """One booking, slept until its slot; at most `_depth()` on their way at once. The
+        first booking of an attempt takes this run's own slot in the same turn (a booking made
+        again for the same attempt does not: it replaces one that was never sent)."""
         async with self._booking:
             while self._ahead >= self._depth():
                 self._room.clear()
                 await self._room.wait()
-            await self._local.acquire()
+            if own_slot:
+                await self._local.acquire()
             self._stop.check()
             self._ahead += 1
         # The round trip itself is outside the turn: with a distant Redis several bookings are
@@ -121,12 +146,11 @@ class SharedPacer:
             self._seen(reservation.redis_time)
             # A stop while sleeping gives the slot up: the schedule has one unused slot, never
             # an extra request.
-            await self._stop.sleep(reservation.wait)
+            await self._stop.sleep(reservation.due - time.monotonic())
         finally:
             self._ahead -= 1
             self._room.set()
-        await self._guard.acquire()
-        self._stop.check()  # the guard's wait (if any) may have spanned a stop
+        return reservation
 
     def on_throttle(self) -> bool:
         # Reported with the next booking; the shared quota logs the lowering when it happens.

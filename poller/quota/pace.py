@@ -11,9 +11,10 @@ probed gently instead of hammered; one that comes after a full recovery starts a
 
 Worst case, the pace is back at 90% within hold_max + 0.9 x ramp of the last throttle (3.35 s
 with the defaults; the last throttle can come up to a second after the other client stopped,
-while its requests still fill the server's window: 4.35 s, under the 5 s the benchmark asks). The rule is pure: `PaceState` is this process's pace (the local pacer), and
+while its requests still fill the server's window: 4.35 s, under the 5 s the benchmark asks).
+The rule is pure: `PaceState` is this process's pace (the local pacer), and
 poller/quota/gcra.lua computes the very same thing in Redis for pollers that share a schedule
-(tests/quota/test_pace.py runs both on the same events and compares).
+(tests/quota/test_gcra_script.py runs both on the same events and compares).
 """
 
 from __future__ import annotations

@@ -45,6 +45,12 @@ SCHEDULE_TTL = 24 * 3600.0
 # long after now at the full pace, longer at a lowered one: slots booked from the old schedule
 # (a few per poller) may still be ahead, and nobody can see them any more.
 RESET_GAP = 1.0
+# A caller with a stricter spacing (a lower --rate, a larger margin) sets the schedule's
+# spacing while it books, and for this long after.
+STRICT_HOLD = 10.0
+STALE_FLOOR = 0.01
+# A wait longer than this is said in a warning: something is wrong with the schedule.
+LONG_WAIT = 10.0
 # Redis answers that say "not now" (a failover's read-only replica, a busy script, loading a
 # dump): waited out like a lost connection, up to the timeout.
 PASSING_ERRORS = ("READONLY", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
@@ -78,6 +84,10 @@ class Reservation:
     pace: float
     lowered: bool
     redis_time: float  # Redis's clock when the slot was booked (seconds since the epoch)
+    # When to send, on this process's monotonic clock: the wait, less the half round trip the
+    # answer spent coming back (a distant Redis must not shift this caller's sends late).
+    due: float = 0.0
+    epoch: str = ""  # the schedule it was booked from (see `SharedQuota.is_current`)
 
 
 class SharedQuota:
@@ -119,6 +129,8 @@ class SharedQuota:
         self.round_trip = 0.0  # a booking's round trip to Redis, smoothed (seconds)
         self._throttled = False
         self._known_tat = 0  # the schedule's end as of this caller's last booking (µs)
+        self.epoch = ""  # the newest schedule this caller has booked from
+        self.strict_hold = STRICT_HOLD
         self._redis: Any = None
         self._script: Any = None
         self._lost_since: float | None = None
@@ -190,9 +202,25 @@ class SharedQuota:
 
     async def acquire(self) -> None:
         """Wait for this caller's next slot; send the request right after."""
-        reservation = await self.reserve()
-        if reservation.wait > 0:
-            await asyncio.sleep(reservation.wait)
+        while True:
+            reservation = await self.reserve()
+            await asyncio.sleep(max(reservation.due - time.monotonic(), 0.0))
+            if self.still_good(reservation):
+                return
+
+    def is_current(self, reservation: Reservation) -> bool:
+        """False once the schedule it came from is known lost (Redis restarted empty, the key
+        deleted): the new schedule may hand its moment to someone else."""
+        return reservation.epoch == self.epoch or not self.epoch
+
+    def still_good(self, reservation: Reservation) -> bool:
+        """Whether to send on this slot now: from the current schedule, and not missed by more
+        than half an interval (a paused process must not send its stale slots in a bunch)."""
+        late = time.monotonic() - reservation.due
+        # (At least 10 ms: at a high pace half an interval is less than the loop's own jitter.)
+        return self.is_current(reservation) and late <= max(
+            0.5 * self.interval / self.pace, STALE_FLOOR
+        )
 
     def throttled(self) -> None:
         """Tencent said RequestLimitExceeded: the shared pace is lowered for every caller (on
@@ -235,13 +263,25 @@ class SharedQuota:
                 time.monotonic() - self._lost_since,
             )
             self._lost_since = None
-        wait_us, pace, lowered, now_us, tat_us, interval_us = reply
+        wait_us, pace, lowered, now_us, tat_us, interval_us, epoch = reply
+        epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+        if int(epoch) > int(self.epoch or 0):
+            self.epoch = epoch
+        wait = max(int(wait_us), 0) / 1e6
         reservation = Reservation(
-            wait=max(int(wait_us), 0) / 1e6,
+            wait=wait,
             pace=float(pace),
             lowered=bool(int(lowered)),
             redis_time=int(now_us) / 1e6,
+            due=started + took + max(wait - self.round_trip / 2, 0.0),
+            epoch=epoch,
         )
+        if wait > LONG_WAIT:
+            log.warning(
+                "the shared schedule's next slot is %.0f s away (a stuck schedule, or a Redis "
+                "clock that stepped back?): this run waits for it",
+                wait,
+            )
         self._known_tat = max(self._known_tat, int(tat_us))
         self.reservations += 1
         self.pace = reservation.pace
@@ -282,11 +322,14 @@ class SharedQuota:
                 f"{self.pace:.17g}",
                 int(RESET_GAP * 1e6),
                 mode,
+                int(self.strict_hold * 1e6),
             ],
         )
-        # No single call may outlast what is left of the timeout (all of it, before a loss).
+        # No single call may outlast what is left of the timeout (all of it, before a loss; a
+        # whole one again once it has passed: a caller that goes on is given a fair try).
         lost_for = 0.0 if self._lost_since is None else time.monotonic() - self._lost_since
-        async with asyncio.timeout(max(min(COMMAND_TIMEOUT, self.timeout - lost_for), 0.01)):
+        left = self.timeout - lost_for
+        async with asyncio.timeout(min(COMMAND_TIMEOUT, left if left > 0 else self.timeout)):
             return await call
 
     async def _wait_for_redis(
@@ -322,7 +365,9 @@ class SharedQuota:
             )
         elapsed = time.monotonic() - self._lost_since
         if elapsed >= self.timeout:
-            self._lost_since = None  # a caller that goes on (the Python API) starts afresh
+            # The outage goes on counting from its start for every caller (concurrent callers
+            # of the Python API each fail within the timeout, not one timeout after another);
+            # the next booking that succeeds ends it.
             raise SharedQuotaLost(
                 f"the shared quota's Redis at {self.address.shown} was unreachable for "
                 f"{elapsed:.1f} s ({self._explain(exc)}), so no request could get a slot"
@@ -352,7 +397,10 @@ class SharedQuota:
         text = str(exc).strip().rstrip(".") or type(exc).__name__
         text = text.replace(self.address.url, self.address.shown)
         for secret in self.address.secrets:
-            text = text.replace(secret, "***")
+            # Short ones are left alone (as by the log filter): our messages never quote them,
+            # and starring "1" in "127.0.0.1" would give a short password away.
+            if len(secret) >= 8:
+                text = text.replace(secret, "***")
         return text
 
     def __repr__(self) -> str:
@@ -363,10 +411,13 @@ class SharedQuota:
 
 
 @asynccontextmanager
-async def open_shared_quota(settings: Settings) -> AsyncIterator[SharedQuota | None]:
+async def open_shared_quota(
+    settings: Settings, *, announce: bool = True
+) -> AsyncIterator[SharedQuota | None]:
     """The run's shared quota, open (its Redis answered), or None when the settings name none.
 
-    Unreachable: `SharedQuotaUnavailable` before anything is sent (exit 2)."""
+    Unreachable: `SharedQuotaUnavailable` before anything is sent (exit 2). `announce` logs
+    the schedule in use (not for a check made before the run)."""
     if not settings.shared_quota:
         yield None
         return
@@ -381,6 +432,9 @@ async def open_shared_quota(settings: Settings) -> AsyncIterator[SharedQuota | N
         rule=rule_for(settings),
     )
     async with quota:
+        if not announce:
+            yield quota
+            return
         log.info(
             "pacing: one schedule shared through %s (key %s): %.2f req/s for every poller on "
             "this account%s",

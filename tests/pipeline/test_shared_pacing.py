@@ -66,10 +66,11 @@ async def test_every_attempt_takes_a_shared_slot(tmp_path: Path, redis_url: str)
     assert client.calls == engine.stats.requests == sum(line["attempts"] for line in lines)
     # One booking per request that left, in the shared schedule.
     quota = engine.pacer._quota
-    assert quota.reservations == client.calls
+    # (A slot missed through the machine's own jitter is booked again, never sent late.)
+    assert quota.reservations == client.calls + engine.pacer.rebooked
     # The throttles lowered the shared pace (reported with the next booking, once a second).
     assert engine.pacer.slowdowns == 1
-    assert engine.pacer.rate == pytest.approx(RATE * 0.95 * 0.7)
+    assert engine.pacer.rate == pytest.approx(RATE * 0.95 * 0.7, rel=1e-3)  # µs spacing
     gaps = [b - a for (a, _), (b, _) in itertools.pairwise(client.sent)]
     assert min(gaps) >= 0.75 / (RATE * 0.95) - 0.001
 

@@ -8,6 +8,7 @@ replies. The schedule is Redis's: each reply carries Redis's TIME, and slot = th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import random
@@ -395,12 +396,18 @@ async def test_a_read_only_replica_is_refused_at_start_and_waited_out_mid_run(
             with pytest.raises(SharedQuotaLost, match="read-only replica"):
                 await q.reserve()  # waited out to the timeout, not given up at once
 
+            # Still down: a caller that goes on fails at once (the outage's timeout is spent).
+            with pytest.raises(SharedQuotaLost):
+                await q.reserve()
+            admin.replicaof("NO", "ONE")  # the failover ends
+            assert await q.reserve()  # a slot again, and the outage is over
+
             async def promote_then_sleep(delay: float) -> None:
-                admin.replicaof("NO", "ONE")  # the failover ends
+                admin.replicaof("NO", "ONE")
                 await asyncio.sleep(0)
 
-            admin.replicaof("127.0.0.1", free_port())
-            assert await q.reserve(sleep=promote_then_sleep)  # back: a slot
+            admin.replicaof("127.0.0.1", free_port())  # a new outage: a whole timeout again
+            assert await q.reserve(sleep=promote_then_sleep)
     finally:
         admin.replicaof("NO", "ONE")
         admin.close()
@@ -500,3 +507,98 @@ async def test_the_script_and_the_python_rule_agree_on_the_same_events(redis_url
             assert r.pace == pytest.approx(state.pace_at(now), abs=1e-5), now
             await asyncio.sleep(rng.choice([0.0, 0.01, 0.03, 0.08]))
     assert state.hold > rule.hold or q.slowdowns > 3  # the sequence did exercise the rule
+
+
+# -- found in review, round 2 ---------------------------------------------------------------------
+
+
+async def test_a_stricter_callers_spacing_lapses_soon_after_it_stops(redis_url: str) -> None:
+    async with (
+        SharedQuota(redis_url, 2.0, margin=MARGIN, secret_id=ACCOUNT) as slow,
+        quota(redis_url) as fast,
+    ):
+        slow.strict_hold = fast.strict_hold = 0.3
+        await slow.reserve()
+        a, b = await fast.reserve(), await fast.reserve()
+        assert slot(b) - slot(a) == pytest.approx(1 / 1.9, abs=2 * US)  # the slow one's spacing
+        await asyncio.sleep(0.3 + slot(b) - b.redis_time)
+        c, d = await fast.reserve(), await fast.reserve()
+    assert slot(d) - slot(c) == pytest.approx(INTERVAL, abs=2 * US)  # its own again
+    assert fast.interval == pytest.approx(INTERVAL, abs=1e-6)
+
+
+async def test_concurrent_callers_in_an_outage_all_fail_within_the_timeout(
+    redis_server: object, redis_url: str
+) -> None:
+    from poller.quota.shared import SharedQuotaLost
+    from tests.redis_server import RedisServer
+
+    assert isinstance(redis_server, RedisServer)
+    loop = asyncio.get_running_loop()
+    async with quota(redis_url, timeout=0.5) as q:
+        await q.reserve()
+        redis_server.kill()
+        started = loop.time()
+
+        async def late_caller(delay: float) -> float:
+            await asyncio.sleep(delay)
+            with pytest.raises(SharedQuotaLost):
+                await q.reserve()
+            return loop.time() - started
+
+        ended = await asyncio.gather(*(late_caller(0.1 * n) for n in range(6)))
+    assert max(ended) < 0.5 + 0.3  # not one timeout after another
+
+
+async def test_a_slot_from_a_lost_schedule_is_no_longer_current(redis_url: str) -> None:
+    server = redis.Redis.from_url(redis_url)
+    async with quota(redis_url) as a, quota(redis_url) as b:
+        held = await a.reserve()
+        assert a.is_current(held)
+        server.flushall()
+        await b.reserve()  # makes the new schedule
+        await a.reserve()  # a learns of it
+    assert not a.is_current(held)
+    assert not a.still_good(held)
+
+
+async def test_a_missed_slot_is_stale(redis_url: str) -> None:
+    async with quota(redis_url) as q:
+        r = await q.reserve()
+        assert q.still_good(dataclasses.replace(r, due=time.monotonic()))
+        late = time.monotonic() - (0.5 * INTERVAL + 0.005)
+        assert not q.still_good(dataclasses.replace(r, due=late))
+
+
+async def test_the_restart_gap_is_bounded_at_a_lowered_pace(redis_url: str) -> None:
+    server = redis.Redis.from_url(redis_url)
+    async with quota(redis_url, rule=PaceRule(cooldown=0.0, hold=100.0)) as q:
+        await q.reserve()
+        for _ in range(12):
+            q.throttled()
+            await q.reserve()
+        assert q.pace == pytest.approx(MIN_PACE)
+        server.flushall()
+        q._known_tat = 0  # its own slots long past: only the gap is left to wait
+        fresh = await q.reserve()
+    assert fresh.wait <= 3 * RESET_GAP + 1e-6  # not 1 s / 0.05 = 20 s
+
+
+def test_short_passwords_do_not_mangle_messages() -> None:
+    q = quota("redis://:1@127.0.0.1:6379/0")
+    assert q._scrub(OSError("Error 111 connecting to 127.0.0.1:6379")) == (
+        "Error 111 connecting to 127.0.0.1:6379"
+    )
+    long = quota("redis://:a-long-secret-here@127.0.0.1:6379/0")
+    assert "a-long-secret-here" not in long._scrub(OSError("auth a-long-secret-here failed"))
+
+
+async def test_a_wait_that_long_is_said(redis_url: str, poller_log: object) -> None:
+    async with quota(redis_url) as q:
+        first = await q.reserve()
+        far = f"{(first.redis_time + 60) * 1e6:.0f}"
+        redis.Redis.from_url(redis_url).hset(q.key, "tat", far)
+        r = await q.reserve()
+    assert r.wait > 50
+    messages = poller_log.messages  # type: ignore[attr-defined]
+    assert any("next slot is" in m and "s away" in m for m in messages)
