@@ -10,6 +10,7 @@ import asyncio
 import itertools
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,8 @@ def test_the_guard_holds_even_when_the_schedule_goes_wrong() -> None:
     class BrokenSchedule(SharedQuota):
         async def reserve(self, sleep: Sleep = asyncio.sleep) -> Reservation:
             self.reservations += 1
-            return Reservation(wait=0.0, pace=1.0, lowered=False, redis_time=0.0)
+            now = time.monotonic()
+            return Reservation(wait=0.0, pace=1.0, lowered=False, redis_time=now, due=now)
 
     stamps: list[float] = []
 
