@@ -36,7 +36,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.model import Section, Sizes, Table, Target
+from bench.model import ACTION, PACED, QUOTA, Section, Sizes, Table, Target
 from bench.procs import (
     ChildResult,
     PollerSummary,
@@ -57,10 +57,6 @@ from poller.config.credentials import Credentials
 from poller.config.settings import Settings
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY
 
-ACTION = "GetSdkVerificationResult"
-QUOTA = 20.0
-MARGIN = 0.05  # the poller's default --rate-margin
-PACED = QUOTA * (1.0 - MARGIN)
 LATENCY_MS = 40.0
 LOG_SIZE = 200_000
 SIMULATOR_FLAGS = (

@@ -5,6 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+# The API the benchmarks ask, and the pace the poller keeps under its quota by default.
+ACTION = "GetSdkVerificationResult"
+QUOTA = 20.0
+MARGIN = 0.05  # the poller's default --rate-margin
+PACED = QUOTA * (1.0 - MARGIN)
+
 
 @dataclass(frozen=True, slots=True)
 class Target:

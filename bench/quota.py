@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.model import Section, Sizes, Table, Target, fmt
+from bench.model import ACTION, MARGIN, Section, Sizes, Table, Target, fmt
 from bench.procs import (
     ChildResult,
     PollerSummary,
@@ -27,9 +27,7 @@ from bench.procs import (
     write_tokens,
 )
 
-ACTION = "GetSdkVerificationResult"
 TARGET_SHARE = 0.95
-MARGIN = 0.05  # the poller's default --rate-margin
 LATENCY_MS = 80.0
 PRE_JITTER_MS = 20.0
 FAULT_RATE = 0.05

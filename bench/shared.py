@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.model import Section, Sizes, Table, Target, fmt
+from bench.model import ACTION, PACED, QUOTA, Section, Sizes, Table, Target, fmt
 from bench.procs import (
     PYTHON,
     ChildResult,
@@ -55,10 +55,6 @@ from bench.procs import (
     write_tokens,
 )
 
-ACTION = "GetSdkVerificationResult"
-QUOTA = 20.0
-MARGIN = 0.05  # the poller's default --rate-margin
-PACED = QUOTA * (1.0 - MARGIN)
 TARGET_USE = 0.9  # of the paced rate, all pollers together
 LATENCY_MS = 40.0
 POLLERS = (1, 2, 4)
