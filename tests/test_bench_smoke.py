@@ -11,7 +11,7 @@ import pytest
 
 from bench import __main__ as bench_main
 from bench import contention, cpu, quota, shared
-from bench.model import Section, Sizes, Table
+from bench.model import QUOTA, Section, Sizes, Table
 from bench.procs import ChildResult, parse_summary
 from bench.report import render
 
@@ -148,7 +148,7 @@ def test_the_shared_quota_measurement_end_to_end(tmp_path: Path) -> None:
     assert result.rate == pytest.approx((result.together_requests - 1) / result.together)
     assert sum(result.in_together(run) for run in result.runs) == result.together_requests
     # Together, not each: two pollers pacing at 19/s apiece would send about 38/s.
-    assert result.rate < shared.QUOTA
+    assert result.rate < QUOTA
     assert cost.count == 20
     assert 0 < cost.median_us <= cost.p99_us
     assert cost.cpu_us > 0
