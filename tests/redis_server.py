@@ -88,6 +88,14 @@ class RedisServer:
             time.sleep(0.01)
         raise RuntimeError(f"redis-server did not start on port {self.port} within 10 s")
 
+    def __enter__(self) -> RedisServer:
+        """A server of the test's own (a password, say), stopped when the block ends."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()

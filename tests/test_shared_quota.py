@@ -208,9 +208,9 @@ async def test_redis_unreachable_at_start_is_exit_2_in_one_sentence(tmp_path: Pa
 async def test_a_password_never_shows_even_at_vv(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    server = RedisServer(tmp_path_factory.mktemp("redis-pw"), password="pw-should-stay-hidden")
-    server.start()
-    try:
+    with RedisServer(
+        tmp_path_factory.mktemp("redis-pw"), password="pw-should-stay-hidden"
+    ) as server:
         async with running_simulator(strict()) as sim:
             tokens = sim.mint(10)
             out = tmp_path / "out.jsonl"
@@ -224,8 +224,6 @@ async def test_a_password_never_shows_even_at_vv(
                 "-vv",
             )
             status, err = await finish(proc)
-    finally:
-        server.kill()
     assert status == 0, err
     assert "one schedule shared through redis://127.0.0.1" in err
     for text in (err, out.read_text(), metrics.read_text()):
@@ -332,9 +330,7 @@ async def test_two_runs_without_redis_are_told_they_compete(tmp_path: Path) -> N
 async def test_the_dry_run_checks_the_shared_quota_as_the_run_would(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    server = RedisServer(tmp_path_factory.mktemp("redis-plan"), password="plan-pw-hidden")
-    server.start()
-    try:
+    with RedisServer(tmp_path_factory.mktemp("redis-plan"), password="plan-pw-hidden") as server:
         tokens = write_tokens(tmp_path / "t.txt", ["a", "b", "c"])
         out = tmp_path / "out.jsonl"
         base = ["run", "--tokens", tokens, "--output", str(out), "--dry-run", "--max-share", "0.5"]
@@ -348,8 +344,6 @@ async def test_the_dry_run_checks_the_shared_quota_as_the_run_would(
         server.kill()
         proc = await start_poller(*base, "--shared-quota", server.url)
         status, err = await finish(proc)
-    finally:
-        server.kill()
     assert status == 2
     assert "cannot be reached" in err
     assert "plan-pw-hidden" not in err

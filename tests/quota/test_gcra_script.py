@@ -276,9 +276,9 @@ async def test_a_password_protected_redis(tmp_path_factory: pytest.TempPathFacto
     from poller.quota.shared import SharedQuotaUnavailable
     from tests.redis_server import RedisServer
 
-    server = RedisServer(tmp_path_factory.mktemp("redis-auth"), password="hunter2-very-secret")
-    server.start()
-    try:
+    with RedisServer(
+        tmp_path_factory.mktemp("redis-auth"), password="hunter2-very-secret"
+    ) as server:
         async with quota(server.url) as q:
             assert (await q.reserve()).wait <= RESET_GAP
         wrong = server.url.replace("hunter2-very-secret", "not-the-password")
@@ -287,8 +287,6 @@ async def test_a_password_protected_redis(tmp_path_factory: pytest.TempPathFacto
                 pass
         assert "not-the-password" not in str(caught.value)
         assert "hunter2" not in str(caught.value)
-    finally:
-        server.kill()
 
 
 # -- found in review: a lost schedule, Redis errors that pass, concurrency, timing ----------------
@@ -463,17 +461,13 @@ async def test_a_missing_password_is_said_plainly(
     from poller.quota.shared import SharedQuotaUnavailable
     from tests.redis_server import RedisServer
 
-    server = RedisServer(tmp_path_factory.mktemp("redis-nopw"), password="needs-a-password")
-    server.start()
-    try:
+    with RedisServer(tmp_path_factory.mktemp("redis-nopw"), password="needs-a-password") as server:
         with pytest.raises(SharedQuotaUnavailable, match="asks for a password"):
             async with quota(f"redis://127.0.0.1:{server.port}/0"):
                 pass
         with pytest.raises(SharedQuotaUnavailable, match="refused the user name or password"):
             async with quota(f"redis://:wrong-password@127.0.0.1:{server.port}/0"):
                 pass
-    finally:
-        server.kill()
 
 
 async def test_tls_to_a_plain_port_gets_a_hint(redis_url: str) -> None:
