@@ -1,0 +1,58 @@
+"""Where the evidence lives: the one interface a directory and an object store both offer.
+
+Keys are relative, `/`-separated (`<token dir>/<stored name>`). A file is written through an
+`Upload`: bytes go in as they arrive, and `commit` stores them whole under the key only if
+nothing stands there yet (write-once), so a crash never leaves a partial file under a final
+name. The manifest alone is replaced (`replace`), atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """The store refused or failed an operation; the message is one sentence, no secrets."""
+
+
+class Upload(Protocol):
+    """One file on its way into the store: not visible under its key until `commit`."""
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self) -> bool:
+        """Store the bytes under the key; False (and nothing changed) if the key exists."""
+        ...
+
+    async def discard(self) -> None:
+        """Drop what was written; idempotent, and safe after `commit`."""
+        ...
+
+
+class EvidenceStore(Protocol):
+    """A directory or an object store, seen the same way by the archive."""
+
+    def where(self, key: str) -> str:
+        """The key as a user finds it: a path, or an `s3://bucket/prefix/key` URL."""
+        ...
+
+    def begin(self, key: str) -> Upload: ...
+
+    async def size(self, key: str) -> int | None:
+        """The stored object's size in bytes, or None when nothing is stored under `key`."""
+        ...
+
+    def read(self, key: str) -> AsyncIterator[bytes]:
+        """The stored bytes in chunks (FileNotFoundError if absent)."""
+        ...
+
+    async def replace(self, key: str, data: bytes) -> None:
+        """Store `data` under `key`, replacing what was there, atomically (the manifest)."""
+        ...
+
+    def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        """Every stored key under `prefix` (relative, as given to `begin`), in no set order."""
+        ...
+
+    async def close(self) -> None: ...
