@@ -23,6 +23,7 @@ RANKS: dict[str, int] = {
     "poller.simulator": 4,  # an edge: a stand-in for Tencent, it borrows the signer only
     "poller.output": 4,
     "poller.quota": 4,  # the shared schedule in Redis: below the pipeline that paces by it
+    "poller.evidence": 4,  # the media behind an answer's links, kept: the pipeline archives by it
     "poller.pipeline": 5,
     "poller.observability": 6,
     "poller.report": 6,  # an edge: reads output files, never runs the pipeline
