@@ -55,4 +55,9 @@ class EvidenceStore(Protocol):
         """Every stored key under `prefix` (relative, as given to `begin`), in no set order."""
         ...
 
+    async def check(self) -> None:
+        """Prove at start that the store can be written (StoreError, one sentence, if not), so
+        a wrong path or bucket fails before the run spends any quota."""
+        ...
+
     async def close(self) -> None: ...

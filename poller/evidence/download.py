@@ -1,0 +1,115 @@
+"""Fetching one file from its signed link into an upload, checked against the answer's MD5 and
+size before it is stored.
+
+Downloads have their own HTTP session: their own connection limit and timeouts, so a slow media
+host never takes a connection (or a timeout budget) from the API. A failure is one of three
+kinds: `RELINK` (the link expired or was refused: only a fresh answer helps), `RETRY` (a bad
+body, a 5xx, a timeout: the same link may work next time), `REFUSED` (any other 4xx).
+
+The signed link's query string is a credential for its file. Nothing here formats an aiohttp
+exception or a URL into a message: reasons are built from the status, the exception's type and
+the link as `shown_url` gives it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from enum import Enum
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from poller.evidence.fields import Wanted, shown_url
+from poller.evidence.store import Upload
+
+CHUNK: Final = 1 << 16
+_RELINK: Final = frozenset({401, 403, 404, 410})
+_RETRY: Final = frozenset({408, 425, 429})
+
+
+class Kind(Enum):
+    RELINK = "relink"
+    RETRY = "retry"
+    REFUSED = "refused"
+
+
+class DownloadFailed(Exception):
+    """One download failed; `reason` is safe to show (no query string)."""
+
+    def __init__(self, kind: Kind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def open_download_session(
+    *, concurrency: int, timeout: float, tls: ssl.SSLContext | bool
+) -> aiohttp.ClientSession:
+    """The archive's own session: `concurrency` connections, `timeout` to connect and between
+    reads (a stall), no limit on a whole file (a 9 MB video on a slow line takes a while)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency, ssl=tls),
+        timeout=aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout),
+        # The bytes the MD5 describes are the file's: a link served with Content-Encoding is
+        # decoded by aiohttp as a browser would; no cookies ride along between links.
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+async def download(session: aiohttp.ClientSession, item: Wanted, upload: Upload) -> int:
+    """Stream `item` into `upload`; returns its size once MD5 and size match (else raises
+    `DownloadFailed`; the caller discards the upload)."""
+    digest = hashlib.md5()  # noqa: S324 - the answer's checksum, not a security measure
+    received = 0
+    try:
+        # encoded=True: the link is sent byte for byte as signed (a re-quoted query would
+        # no longer match its signature).
+        async with session.get(URL(item.url, encoded=True), allow_redirects=True) as response:
+            status = response.status
+            if status != 200:
+                raise DownloadFailed(_kind_of(status), f"the link answered HTTP {status}")
+            async for chunk in response.content.iter_chunked(CHUNK):
+                received += len(chunk)
+                if received > item.size:
+                    raise DownloadFailed(
+                        Kind.RETRY, f"the body is longer than the {item.size} bytes stated"
+                    )
+                digest.update(chunk)
+                await upload.write(chunk)
+    except DownloadFailed:
+        raise
+    except TimeoutError:
+        raise DownloadFailed(Kind.RETRY, "the download timed out") from None
+    except aiohttp.ClientPayloadError:
+        raise DownloadFailed(Kind.RETRY, "the body was cut off (a truncated download)") from None
+    except aiohttp.InvalidURL:
+        reason = f"the link is not a valid URL ({shown_url(item.url)})"
+        raise DownloadFailed(Kind.REFUSED, reason) from None
+    except aiohttp.ClientConnectorError as exc:
+        raise DownloadFailed(Kind.RETRY, f"cannot connect: {_os_reason(exc)}") from None
+    except aiohttp.TooManyRedirects:
+        raise DownloadFailed(Kind.RETRY, "the link redirected too many times") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        raise DownloadFailed(Kind.RETRY, f"the download failed ({type(exc).__name__})") from None
+    if received != item.size:
+        raise DownloadFailed(
+            Kind.RETRY, f"received {received} bytes where the answer states {item.size}"
+        )
+    if digest.hexdigest() != item.md5:
+        raise DownloadFailed(Kind.RETRY, "the bytes do not match the MD5 the answer states")
+    return received
+
+
+def _kind_of(status: int) -> Kind:
+    if status in _RELINK:
+        return Kind.RELINK
+    if status >= 500 or status in _RETRY:
+        return Kind.RETRY
+    return Kind.REFUSED
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    error = exc.os_error
+    return error.strerror or type(error).__name__ if error is not None else type(exc).__name__

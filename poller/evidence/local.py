@@ -1,0 +1,211 @@
+"""The archive in a directory: write-once files by a temporary name and a hard link.
+
+A file is written to a hidden `.NAME.part-…` beside its final name, synced, then linked to the
+final name (`os.link` fails if the name exists: create-only, like an object store's conditional
+put) and the temporary name removed. A SIGKILL at any moment leaves either no final file or a
+whole, synced one. The archive is personal data: directories it creates are 0700 and files 0600;
+an existing directory's mode is left as its owner set it (never loosened).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+from poller.evidence.store import StoreError
+
+PART: Final = ".part-"
+CHUNK: Final = 1 << 20
+# A partial file this old belongs to no download still running (a link lives 10 minutes).
+STALE_PART_SECONDS: Final = 3600.0
+
+
+def is_part(name: str) -> bool:
+    """A temporary name of a download in progress (or one a crash cut off)."""
+    return name.startswith(".") and PART in name
+
+
+class _LocalUpload:
+    __slots__ = ("_done", "_fd", "_final", "_tmp")
+
+    def __init__(self, final: Path) -> None:
+        self._final = final
+        self._tmp = final.with_name(f".{final.name}{PART}{os.getpid()}-{secrets.token_hex(4)}")
+        self._fd: int | None = os.open(
+            self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
+        )
+        self._done = False
+
+    async def write(self, chunk: bytes) -> None:
+        # Page-cache writes of a chunk take microseconds: no thread hop per chunk.
+        assert self._fd is not None, "write after commit or discard"
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    async def commit(self) -> bool:
+        fd = self._fd
+        assert fd is not None, "commit after commit or discard"
+        self._fd = None
+        try:
+            return await asyncio.to_thread(_publish, fd, self._tmp, self._final)
+        finally:
+            self._done = True
+            await self.discard()
+
+    async def discard(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+
+def _publish(fd: int, tmp: Path, final: Path) -> bool:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    _sync_dir(final.parent)
+    return True
+
+
+def _sync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some file systems cannot sync a directory
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class LocalStore:
+    """DEST as a directory tree: DEST/<token>/<stored name>."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser()
+
+    def __repr__(self) -> str:
+        return f"<LocalStore {self.root}>"
+
+    def where(self, key: str) -> str:
+        return str(self.root / key)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*key.split("/"))
+
+    def _dir(self, path: Path) -> None:
+        """Make `path` and any missing parents 0700 (existing ones keep their mode)."""
+        missing: list[Path] = []
+        at = path
+        while not at.is_dir():
+            missing.append(at)
+            if at.parent == at:
+                break
+            at = at.parent
+        for each in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(each, 0o700)
+
+    def begin(self, key: str) -> _LocalUpload:
+        final = self._path(key)
+        try:
+            self._dir(final.parent)
+            return _LocalUpload(final)
+        except OSError as exc:
+            raise StoreError(f"cannot write in {final.parent}: {exc.strerror or exc}") from None
+
+    async def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {self.where(key)}: {exc.strerror or exc}") from None
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        with open(self._path(key), "rb") as fh:  # noqa: ASYNC230 - chunks are read on a thread
+            while chunk := await asyncio.to_thread(fh.read, CHUNK):
+                yield chunk
+
+    async def replace(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            self._dir(path.parent)
+            await asyncio.to_thread(_replace, path, data)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        base = self._path(prefix) if prefix else self.root
+        found = await asyncio.to_thread(_walk, self.root, base)
+        for key in found:
+            yield key
+
+    async def clean_parts(self, directory: str, now: float | None = None) -> int:
+        """Remove partial files a crash left in `directory` (older than any running download)."""
+        cutoff = (time.time() if now is None else now) - STALE_PART_SECONDS
+        removed = 0
+        try:
+            entries = list(os.scandir(self._path(directory)))
+        except OSError:
+            return 0
+        for entry in entries:
+            if is_part(entry.name) and entry.stat().st_mtime < cutoff:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
+
+    async def check(self) -> None:
+        try:
+            self._dir(self.root)
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise PermissionError(13, "permission denied")
+        except OSError as exc:
+            raise StoreError(
+                f"the evidence directory {self.root} cannot be written: {exc.strerror or exc}"
+            ) from None
+
+    async def close(self) -> None:
+        return None
+
+
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}{PART}{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _sync_dir(path.parent)
+
+
+def _walk(root: Path, base: Path) -> list[str]:
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = Path(dirpath).relative_to(root)
+        for name in filenames:
+            if not is_part(name):
+                found.append(str(rel / name) if rel.parts else name)
+    return found
