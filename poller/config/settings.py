@@ -28,6 +28,18 @@ from poller.config.redis_address import parse_address
 DEFAULT_ENDPOINT = "https://faceid.intl.tencentcloudapi.com"
 REGIONS = ("ap-singapore", "ap-bangkok", "ap-hongkong", "ap-jakarta", "sa-saopaulo")
 ENV_PREFIX = "FACEID_POLLER_"
+#: SPEC §8's FileInfo fields (CardVerifyResults, then CompareResults): all kept by default.
+EVIDENCE_FIELDS: tuple[str, ...] = (
+    "CardVideo",
+    "CardImage",
+    "CardInfoOcrJson",
+    "LiveData",
+    "LiveVideo",
+    "ActionVideo",
+    "BestFrame",
+    "ProfileImage",
+    "CardInfoInputJson",
+)
 
 
 class Detail(StrEnum):
@@ -129,6 +141,23 @@ class Settings:
     # lowers it again and doubles the hold (up to 2x), so a client that stays is probed gently.
     recovery_hold: float = 1.0
     recovery_ramp: float = 1.5
+    # Keep the verification media (SPEC §8) before their 10-minute links expire: a directory,
+    # or an object store ("s3://bucket/prefix", "gs://…", "az://…"). "" keeps none.
+    evidence: str = ""
+    # Which FileInfo fields to keep, in every attempt of CardVerifyResults/CompareResults;
+    # everything is about 12 MB a token (CardVideo alone 9.4 MB), BestFrame+CardImage ~0.4 MB.
+    evidence_fields: tuple[str, ...] = EVIDENCE_FIELDS
+    # Downloads at once (their own connections, never the API's), and tokens whose answers wait
+    # for them; a full backlog holds the API workers back (the bandwidth is the limit then).
+    evidence_concurrency: int = 8
+    evidence_backlog: int = 256
+    # Seconds to connect, and without a byte, before a download counts as failed.
+    evidence_timeout: float = 30.0
+    # Attempts per file on a bad body (MD5, size, cut off), a 5xx or a timeout; with backoff.
+    evidence_attempts: int = 4
+    # An expired or refused link (403) asks the API again for fresh links (a paced request),
+    # at most this many times per token and run; still missing, the line is not final.
+    evidence_requeries: int = 2
     credentials: Credentials | None = field(default=None, compare=False)
 
     @property
@@ -173,6 +202,8 @@ def _kind(default: object, name: str = "") -> str:
         return "a whole number"
     if name in PATH_LISTS:
         return "a list of paths (strings)"
+    if name == "evidence_fields":
+        return "a list of field names (strings)"
     if isinstance(default, tuple):
         return "a list of codes (strings)"
     return "a string"
@@ -325,6 +356,27 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
         ),
         ("recovery_hold", s.recovery_hold <= 600, "recovery_hold must be at most 10 minutes"),
         ("recovery_ramp", s.recovery_ramp <= 600, "recovery_ramp must be at most 10 minutes"),
+        (
+            "evidence_concurrency",
+            1 <= s.evidence_concurrency <= 256,
+            "evidence_concurrency must be between 1 and 256",
+        ),
+        (
+            "evidence_backlog",
+            1 <= s.evidence_backlog <= 100_000,
+            "evidence_backlog must be between 1 and 100000",
+        ),
+        ("evidence_timeout", s.evidence_timeout > 0, "evidence_timeout must be above 0 seconds"),
+        (
+            "evidence_attempts",
+            1 <= s.evidence_attempts <= 100,
+            "evidence_attempts must be between 1 and 100",
+        ),
+        (
+            "evidence_requeries",
+            0 <= s.evidence_requeries <= 20,
+            "evidence_requeries must be between 0 and 20",
+        ),
     ]
     for name, ok, message in checks:
         if not ok:
@@ -334,6 +386,20 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
             parse_address(s.shared_quota)
         except ConfigError as exc:
             raise fail("shared_quota", str(exc).rstrip(".")) from None
+    unknown = [f for f in s.evidence_fields if f not in EVIDENCE_FIELDS]
+    if unknown or not s.evidence_fields:
+        named = (
+            f"{', '.join(map(repr, unknown))} {'is' if len(unknown) == 1 else 'are'} not a "
+            "field to keep"
+            if unknown
+            else "names no field"
+        )
+        raise fail(
+            "evidence_fields",
+            f"evidence_fields {named}; choose from {', '.join(EVIDENCE_FIELDS)}",
+        )
+    if s.evidence and s.evidence != s.evidence.strip():
+        raise fail("evidence", "evidence must not start or end with spaces")
     if s.ca_bundle and not os.path.isfile(s.ca_bundle):
         raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} is not a readable file")
     if s.ca_bundle:

@@ -78,15 +78,20 @@ def build_record(
     error: ErrorInfo | None = None,
     request_id: str | None = None,
     detail: Detail = Detail.FULL,
+    with_evidence: bool = False,
+    evidence: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One output line as a dict; `response` is kept unchanged for passed/failed/pending only."""
+    """One output line as a dict; `response` is kept unchanged for passed/failed/pending only.
+
+    `with_evidence` (the run keeps evidence, SPEC §4): the line gets an `evidence` key, null
+    when nothing was to be archived."""
     keep_response = response is not None and status in (
         Status.PASSED,
         Status.FAILED,
         Status.PENDING,
     )
     resp: Mapping[str, Any] = response or {}
-    return {
+    line = {
         "token": token,
         "status": status.value,
         "final": final,
@@ -99,6 +104,9 @@ def build_record(
         "checked_at": rfc3339(checked_at),
         "response": dict(resp) if keep_response and detail is Detail.FULL else None,
     }
+    if with_evidence:
+        line["evidence"] = None if evidence is None else dict(evidence)
+    return line
 
 
 def is_local_line(record: Mapping[str, Any]) -> bool:

@@ -44,6 +44,11 @@ class Result:
     attempts: int
     checked_at: datetime
     response: Mapping[str, Any] | None = field(default=None, hash=False, repr=False)
+    # With --evidence (SPEC §4, §8): what was kept of this answer's media (`stored`, `bytes`,
+    # `manifest`, `missing`, ...); None when nothing was to be kept. `with_evidence` tells such
+    # a null apart from a line of a run that kept no evidence (no `evidence` key at all).
+    evidence: Mapping[str, Any] | None = field(default=None, hash=False)
+    with_evidence: bool = False
 
     @classmethod
     def from_line(cls, line: Mapping[str, Any]) -> Result:
@@ -53,6 +58,7 @@ class Result:
             raise LineFormatError(f"not a result line: no {', '.join(missing)}.")
         error = line["error"]
         response = line["response"]
+        evidence = line.get("evidence")
         try:
             return cls(
                 token=_str(line, "token"),
@@ -66,6 +72,8 @@ class Result:
                 attempts=_int(line, "attempts"),
                 checked_at=_time(_str(line, "checked_at")),
                 response=None if response is None else dict(_mapping(response, "response")),
+                evidence=None if evidence is None else dict(_mapping(evidence, "evidence")),
+                with_evidence="evidence" in line,
             )
         except ValueError as exc:  # an unknown status, a malformed time
             if isinstance(exc, LineFormatError):
@@ -74,7 +82,7 @@ class Result:
 
     def to_line(self) -> dict[str, Any]:
         """The output line's dict, keys in the file's order (`json.dumps` it for the line)."""
-        return {
+        line: dict[str, Any] = {
             "token": self.token,
             "status": self.status.value,
             "final": self.final,
@@ -89,6 +97,14 @@ class Result:
             "checked_at": self.checked_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "response": None if self.response is None else dict(self.response),
         }
+        if self.with_evidence:
+            line["evidence"] = None if self.evidence is None else dict(self.evidence)
+        return line
+
+    @property
+    def evidence_complete(self) -> bool:
+        """Every file this answer offered is kept (True also when the run kept none)."""
+        return self.evidence is None or not self.evidence.get("missing")
 
 
 def _wrong(key: str, kind: str, value: object) -> LineFormatError:

@@ -37,6 +37,7 @@ from poller.api.outcomes import (
     UnknownCode,
 )
 from poller.config.settings import Settings
+from poller.evidence.archive import Archive, FetchStopped, Report
 from poller.input.order import ExpiryOrder, late_count
 from poller.input.reader import ThreadedReader
 from poller.input.tokens import BadEntry, InputError, InputItem, TokenEntry
@@ -44,6 +45,7 @@ from poller.input.triage import Triage, Verdict
 from poller.output.records import LOCAL_EXPIRY_CODE, ErrorInfo, build_record
 from poller.output.sink import Sink
 from poller.output.writer import LineOutput, LineWriter, OutputError
+from poller.pipeline.archiving import ArchiveStage
 from poller.pipeline.breaker import Breaker
 from poller.pipeline.pacing import Pacer, Pacing, RetryBudget
 from poller.pipeline.retries import RetryPolicy
@@ -107,6 +109,7 @@ class Engine:
         final_earlier: Callable[[str], bool] | None = None,
         expired_earlier: Callable[[str], bool] | None = None,
         output: Callable[[Sink], LineOutput] = LineWriter,
+        archive: Archive | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -152,6 +155,21 @@ class Engine:
         # run): after a deadline, not reached = planned - asked, with no need to read on.
         self.planned_query: int | None = None
         self._working = 0  # workers still taking jobs: after a stop, the read-on ends at 0
+        # Answers whose media are being kept (--evidence) before their lines are written.
+        self._archiving: ArchiveStage | None = None
+        self._archivers: list[asyncio.Task[None]] = []
+        if archive is not None:
+            self.stats.evidence_on = True
+            archive.sleep = self._backoff_sleep
+            self._archiving = ArchiveStage(
+                archive,
+                backlog=settings.evidence_backlog,
+                requeries=settings.evidence_requeries,
+                requery=self._requery,
+                write=self._write_archived,
+                write_now=self._write_archived_now,
+                stopping=lambda: self._stop.is_set,
+            )
 
     # -- the pipeline ------------------------------------------------------------------------
 
@@ -171,6 +189,11 @@ class Engine:
                     tg.create_task(self._work(), name=f"worker-{n}")
                     for n in range(self.settings.concurrency)
                 ]
+                if self._archiving is not None:
+                    self._archivers = [
+                        tg.create_task(self._archiving.work(), name=f"archiver-{n}")
+                        for n in range(self.settings.evidence_concurrency)
+                    ]
         except* (OutputError, OSError) as group:
             # The output cannot be written (disk full, a closed pipe), or the system failed
             # under us: every task is cancelled; keep what was written, say so in one sentence.
@@ -183,6 +206,8 @@ class Engine:
             # their `pending` line, or are counted among the lines that never reached it.
             for job in await self._queue.stop():
                 self._write_now(self._pending_line(job), job)
+            if self._archiving is not None:
+                self._archiving.abandon()  # answers still waiting for their media: lines now
             await self._close_output()
             self.stats.not_reached += self._queue.dropped + self._expiry_left
             self.stats.not_reached_exact = self._input_read
@@ -348,6 +373,9 @@ class Engine:
             await self._work_on()
         finally:
             self._working -= 1
+            if not self._working and self._archiving is not None:
+                # No worker hands over another answer: the archivers end once theirs are kept.
+                self._archiving.close(len(self._archivers))
 
     async def _work_on(self) -> None:
         while (job := await self._queue.get()) is not None:
@@ -486,6 +514,13 @@ class Engine:
         self._feed_breaker(None)  # any settled token ends a breaker streak
         if settled.status is Status.PENDING and await self._recheck_later(job, settled):
             return None
+        if (
+            self._archiving is not None
+            and settled.status in (Status.PASSED, Status.FAILED)
+            and self._archiving.offers(settled)
+        ):
+            await self._archiving.put(job, settled)  # its line is written once they are kept
+            return None
         error = settled.error
         return await self._write(
             self._line(
@@ -558,6 +593,61 @@ class Engine:
             )
         raise FatalRunError(code, message, breaker=True)
 
+    # -- keeping the evidence (--evidence) -----------------------------------------------------
+
+    async def _requery(self, job: Job) -> Settled | str:
+        """Ask again for a token whose links expired: a paced request like any other (its
+        attempt counts in the line's `attempts`). The fresh answer, or why there is none."""
+        state = _TokenState()
+        try:
+            outcome = await self._query(job, state)
+        except Stopped:
+            return "the run stopped before asking again"
+        except asyncio.CancelledError:
+            if state.on_wire:
+                self.stats.cut_off += 1
+            raise
+        self.stats.evidence_requeries += 1
+        match outcome:
+            case Settled(status=Status.PASSED | Status.FAILED, response=dict()):
+                return outcome
+            case Settled():
+                return f"asking again answered {outcome.status.value}"
+            case Fatal():
+                self._halt(
+                    fatal=FatalRunError(
+                        outcome.code, outcome.message, request_id=outcome.request_id
+                    )
+                )
+                return f"asking again failed with {outcome.code}"
+            case _:
+                return f"asking again failed with {outcome.code}"
+
+    async def _backoff_sleep(self, delay: float) -> None:
+        """A download's backoff: a stop ends it (no retry after a stop, as for requests)."""
+        try:
+            await self._stop.sleep(delay)
+        except Stopped:
+            raise FetchStopped from None
+
+    def _archived_line(self, job: Job, settled: Settled, report: Report) -> dict[str, Any]:
+        """The token's line: the answer whose files were kept, final only when all were."""
+        return self._line(
+            token=job.token,
+            status=settled.status,
+            final=settled.final and report.complete,
+            attempts=job.attempts,
+            response=settled.response,
+            request_id=settled.request_id,
+            evidence=report.to_line(),
+        )
+
+    async def _write_archived(self, job: Job, settled: Settled, report: Report) -> None:
+        await self._write(self._archived_line(job, settled, report), job)
+
+    def _write_archived_now(self, job: Job, settled: Settled, report: Report) -> None:
+        self._write_now(self._archived_line(job, settled, report), job)
+
     # -- stopping early ----------------------------------------------------------------------
 
     def stop(self, reason: str) -> None:
@@ -603,7 +693,7 @@ class Engine:
             )
         self._hard_stop = True
         self._stop.set()
-        for task in self._workers:
+        for task in [*self._workers, *self._archivers]:
             task.cancel()
         if self._producer is not None:
             self._producer.cancel()
@@ -704,6 +794,7 @@ class Engine:
         response: dict[str, Any] | None = None,
         error: ErrorInfo | None = None,
         request_id: str | None = None,
+        evidence: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         return build_record(
             token=token,
@@ -715,6 +806,8 @@ class Engine:
             error=error,
             request_id=request_id,
             detail=self.settings.detail,
+            with_evidence=self._archiving is not None,
+            evidence=evidence,
         )
 
     def _error_line(self, job: Job, fault: Fault, message: str | None = None) -> dict[str, Any]:

@@ -65,6 +65,14 @@ class RunStats:
     not_reached: int = 0
     asked: int = 0  # distinct tokens sent at least once this run
     not_reached_exact: bool = True
+    # --evidence: tokens whose answers offered files, of them not all kept (not final), files
+    # and bytes downloaded this run, and answers asked again for fresh links.
+    evidence_on: bool = False
+    evidence_tokens: int = 0
+    evidence_incomplete: int = 0
+    evidence_files: int = 0
+    evidence_bytes: int = 0
+    evidence_requeries: int = 0
 
     @property
     def tokens(self) -> int:
@@ -85,6 +93,13 @@ class RunStats:
             self.result_codes[record["result"]] += 1
         if record["charge_count"]:
             self.charges += record["charge_count"]
+        evidence = record.get("evidence")
+        if evidence is not None:
+            self.evidence_tokens += 1
+            self.evidence_files += evidence["fetched"]
+            self.evidence_bytes += evidence["fetched_bytes"]
+            if evidence["missing"]:
+                self.evidence_incomplete += 1
 
     def exit_status(self) -> int:
         """SPEC §3: 0 all final, 1 some not final, 3 a fatal API error stopped the run, 4 a
@@ -131,6 +146,8 @@ def _line(stats: RunStats, pacer: Pacing) -> str:
         f"effective rate {_rate(stats):.2f} req/s (pacing {pacer.rate:.2f} of "
         f"{pacer.target_rate:.2f})",
     ]
+    if stats.evidence_on:
+        parts.append(f"evidence {_evidence(stats)}")
     parts += [f"{label} {n}" for label, _, n in _exceptional(stats)]
     if stats.stopped_by:
         parts.append(f"stopped by {_stopped(stats)}; not reached {stats.not_reached_text}")
@@ -161,6 +178,7 @@ def _table(stats: RunStats, pacer: Pacing) -> str:
         ("elapsed", f"{stats.elapsed:.1f} s"),
         ("charges", f"{stats.charges}"),
         ("result codes", _codes(stats)),
+        *((("evidence", _evidence(stats)),) if stats.evidence_on else ()),
         *((label, f"{n}") for _, label, n in _exceptional(stats)),
     ]
     if stats.stopped_by:
@@ -175,6 +193,14 @@ def _table(stats: RunStats, pacer: Pacing) -> str:
 def _stopped(stats: RunStats) -> str:
     return (
         "the deadline (--stop-after)" if stats.stopped_by == "deadline" else f"{stats.stopped_by}"
+    )
+
+
+def _evidence(stats: RunStats) -> str:
+    return (
+        f"{stats.evidence_tokens} tokens with files to keep, {stats.evidence_files} files "
+        f"fetched ({stats.evidence_bytes / 1e6:.1f} MB), incomplete {stats.evidence_incomplete} "
+        f"(not final), re-asked for fresh links {stats.evidence_requeries}"
     )
 
 

@@ -91,6 +91,13 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
         "shared_quota_timeout": "2m",
         "recovery_hold": "2s",
         "recovery_ramp": "5",
+        "evidence": "s3://kyc-evidence/faceid",
+        "evidence_fields": "BestFrame, CardImage",
+        "evidence_concurrency": "4",
+        "evidence_backlog": "64",
+        "evidence_timeout": "12.5",
+        "evidence_attempts": "3",
+        "evidence_requeries": "1",
         # os.pathsep between paths, as in PATH: a path may hold a comma.
         "skip_final_in": os.pathsep.join(["/data/night,1.jsonl", "/data/night-*.jsonl", ""]),
     }
@@ -127,6 +134,11 @@ def test_every_field_can_be_set_from_the_environment(build: Build, tmp_path: Pat
     assert (settings.max_share, settings.shared_quota_timeout) == (0.75, 120.0)
     assert (settings.recovery_hold, settings.recovery_ramp) == (2.0, 5.0)
     assert "s3cret-pass" not in repr(settings)
+    assert settings.evidence == "s3://kyc-evidence/faceid"
+    assert settings.evidence_fields == ("BestFrame", "CardImage")
+    assert (settings.evidence_concurrency, settings.evidence_backlog) == (4, 64)
+    assert settings.evidence_timeout == 12.5
+    assert (settings.evidence_attempts, settings.evidence_requeries) == (3, 1)
 
 
 def test_toml_types_are_coerced(build: Build, write_toml: Callable[..., str]) -> None:

@@ -1,0 +1,179 @@
+"""The archive stage: between a token's answer and its line, the answer's media are kept.
+
+A worker that gets an answer with files to keep hands it here and takes its next token: the
+downloads have their own tasks, connections and limit, so they never hold up the API pace
+(only a full backlog does: then the bandwidth is the limit, and the workers wait for room).
+Each token's line is written here once its archive pass ends: complete, or with what is missing
+and why (then not final, so the next run asks again and fetches only what is missing).
+
+An expired or refused link is renewed by asking the API again (`requery`, a paced request that
+counts in the token's `attempts`), at most `requeries` times per token. After a stop no request
+leaves: what is not kept yet is reported missing. A hard stop cancels the stage's tasks; each
+token it held still gets its line (`abandon`, and the cancelled pass's own handler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from poller.api.outcomes import Settled
+from poller.evidence.archive import Archive, Missing, Report, TokenArchive
+from poller.evidence.fields import wanted
+from poller.evidence.manifest import MANIFEST
+from poller.evidence.store import StoreError
+from poller.pipeline.workqueue import Job
+
+#: The line of a token: its job, the answer whose files were kept, what was kept of them.
+Write = Callable[[Job, Settled, Report], Awaitable[None]]
+WriteNow = Callable[[Job, Settled, Report], None]
+#: Ask again for fresh links: the fresh answer, or why there is none.
+Requery = Callable[[Job], Awaitable[Settled | str]]
+
+STOPPED_AT_ONCE = "not kept: the run was stopped at once before this file was stored"
+
+
+@dataclass(slots=True)
+class _Held:
+    job: Job
+    settled: Settled
+
+
+class ArchiveStage:
+    """The bounded backlog of answers waiting for their media, and the tasks that keep them."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        *,
+        backlog: int,
+        requeries: int,
+        requery: Requery,
+        write: Write,
+        write_now: WriteNow,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.archive = archive
+        self._requeries = requeries
+        self._requery = requery
+        self._write = write
+        self._write_now = write_now
+        self._stopping = stopping
+        self._room = asyncio.Semaphore(backlog)
+        self._queue: asyncio.Queue[_Held | None] = asyncio.Queue()
+        self._closed = False
+        self._workers = 0
+
+    def offers(self, settled: Settled) -> bool:
+        return self.archive.offers(settled.response)
+
+    async def put(self, job: Job, settled: Settled) -> None:
+        """Hand an answer over; waits while the backlog is full. Cancelled (a hard stop) while
+        waiting, the token's line is written at once with nothing kept."""
+        try:
+            await self._room.acquire()
+        except asyncio.CancelledError:
+            self._untouched(_Held(job, settled))
+            raise
+        self._queue.put_nowait(_Held(job, settled))
+
+    def close(self, workers: int) -> None:
+        """No more answers come: each of the `workers` tasks ends once the backlog is empty."""
+        if not self._closed:
+            self._closed = True
+            for _ in range(workers):
+                self._queue.put_nowait(None)
+
+    def abandon(self) -> None:
+        """After a hard stop or a failure: every answer still waiting gets its line now."""
+        while not self._queue.empty():
+            held = self._queue.get_nowait()
+            if held is not None:
+                self._untouched(held)
+
+    async def work(self) -> None:
+        while (held := await self._queue.get()) is not None:
+            self._room.release()
+            await self._keep(held)
+
+    async def _keep(self, held: _Held) -> None:
+        job, settled = held.job, held.settled
+        try:
+            token = await self.archive.token(job.token)
+        except asyncio.CancelledError:
+            self._untouched(held)
+            raise
+        try:
+            settled = await self._pass(job, settled, token)
+            extra: list[Missing] = []
+            try:
+                await token.save()
+            except StoreError as exc:
+                # The files are stored; the next run finds them by name and writes the list.
+                extra.append(Missing(MANIFEST, f"the manifest could not be written: {exc}"))
+        except asyncio.CancelledError:
+            if not job.line_handed:
+                self._write_now(job, settled, self._cut_short(token, settled))
+            raise
+        report = token.report()
+        report.missing += extra
+        await self._write(job, settled, report)
+
+    async def _pass(self, job: Job, settled: Settled, token: TokenArchive) -> Settled:
+        """Keep the answer's files; for links that expired, ask again (bounded) and keep the
+        fresh answer's. Returns the answer whose files were kept (the line's `response`)."""
+        asked = 0
+        while True:
+            assert settled.response is not None
+            result = await token.fetch(settled.response, stopping=self._stopping)
+            if not result.relink or asked >= self._requeries or self._stopping():
+                break
+            asked += 1
+            token.requeries += 1
+            fresh = await self._requery(job)
+            if isinstance(fresh, str):
+                result.missing[:] = [_why_not(m, fresh) for m in result.missing]
+                break
+            settled = fresh
+        if result.relink and asked:
+            result.missing[:] = [_asked(m, asked) for m in result.missing]
+        return settled
+
+    def _cut_short(self, token: TokenArchive, settled: Settled) -> Report:
+        """What a pass cancelled midway kept: files it stored count, the rest are missing."""
+        found, bad = wanted(settled.response or {}, self.archive.fields)
+        missing = [Missing(u.field, u.reason) for u in bad]
+        missing += [
+            Missing(w.field, STOPPED_AT_ONCE)
+            for w in found
+            if token.manifest.has(w.field, w.md5) is None
+        ]
+        return token.report(missing, found)
+
+    def _untouched(self, held: _Held) -> None:
+        if held.job.line_handed:
+            return
+        found, bad = wanted(held.settled.response or {}, self.archive.fields)
+        missing = [Missing(u.field, u.reason) for u in bad]
+        missing += [Missing(w.field, STOPPED_AT_ONCE) for w in found]
+        report = Report(
+            stored=0,
+            bytes=0,
+            manifest=self.archive.manifest_where(held.job.token),
+            missing=missing,
+        )
+        self._write_now(held.job, held.settled, report)
+
+
+def _why_not(missing: Missing, reason: str) -> Missing:
+    if not missing.relink:
+        return missing
+    return Missing(missing.field, f"{missing.reason}; {reason}", relink=True)
+
+
+def _asked(missing: Missing, asked: int) -> Missing:
+    if not missing.relink or "asked again" in missing.reason:
+        return missing
+    times = "once" if asked == 1 else f"{asked} times"
+    return Missing(missing.field, f"{missing.reason} (asked again for fresh links {times})", True)

@@ -1,0 +1,116 @@
+"""The archive stage in the engine: lines wait for their media, expired links are re-asked
+(paced, counted in `attempts`), and a token is final only when everything was kept."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from aioresponses import aioresponses
+
+from poller.config.settings import Detail
+from poller.evidence.archive import Archive
+from poller.evidence.download import open_download_session
+from poller.evidence.local import LocalStore
+from poller.input.tokens import TokenEntry
+from poller.output.sink import JsonlSink
+from poller.pipeline.engine import Engine
+from tests.evidence.media import BASE, answer, blob
+from tests.fake_api import FakeClient
+from tests.helpers import api_error, make_settings, ok
+
+FILES = {"BestFrame": blob("best", 400), "CardImage": blob("card", 600)}
+BEST = re.compile(re.escape(f"{BASE}/0/BestFrame.bin") + r"\?.*")
+CARD = re.compile(re.escape(f"{BASE}/CardImage.bin") + r"\?.*")
+
+
+def reply(sign: str) -> dict[str, Any]:
+    return {"Response": answer(FILES, sign=sign)}
+
+
+async def run(
+    tmp_path: Path, client: FakeClient, tokens: list[str], **overrides: Any
+) -> tuple[Engine, list[dict[str, Any]]]:
+    settings = make_settings(evidence=str(tmp_path / "dest"), **overrides)
+    session = open_download_session(concurrency=4, timeout=5.0, tls=False)
+    archive = Archive(
+        LocalStore(tmp_path / "dest"), session, fields=settings.evidence_fields, attempts=2
+    )
+    out = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(out))
+    try:
+        engine = Engine(settings, client, sink, archive=archive)
+        await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])
+    finally:
+        sink.close()
+        await session.close()
+    return engine, [json.loads(line) for line in out.read_text().splitlines()]
+
+
+async def test_an_expired_link_is_renewed_by_asking_again(tmp_path: Path) -> None:
+    client = FakeClient({"t1": [reply("old"), reply("new")]})
+    with aioresponses() as m:
+        m.get(BEST, status=403)  # the first answer's link has expired
+        m.get(BEST, body=FILES["BestFrame"])
+        m.get(CARD, body=FILES["CardImage"], repeat=True)
+        engine, lines = await run(tmp_path, client, ["t1"])
+    [line] = lines
+    assert line["final"] is True and line["status"] == "passed"
+    assert line["attempts"] == 2 == client.calls == engine.stats.requests
+    assert "sign=new" in line["response"]["CompareResults"][0]["BestFrame"]["Url"]
+    ev = line["evidence"]
+    assert ev["missing"] == [] and ev["stored"] == 2 and ev["requeries"] == 1
+    assert ev["bytes"] == 1000
+    assert (tmp_path / "dest/t1/CompareResults.0.BestFrame.bin").read_bytes() == FILES["BestFrame"]
+    assert engine.stats.evidence_requeries == 1 and engine.stats.evidence_incomplete == 0
+
+
+async def test_links_that_stay_dead_are_asked_a_bounded_number_of_times(tmp_path: Path) -> None:
+    client = FakeClient({"t1": [reply("s")]})
+    with aioresponses() as m:
+        m.get(BEST, status=403, repeat=True)
+        m.get(CARD, body=FILES["CardImage"], repeat=True)
+        engine, lines = await run(tmp_path, client, ["t1"], evidence_requeries=2)
+    [line] = lines
+    assert line["final"] is False and line["status"] == "passed"
+    assert line["attempts"] == 3 == client.calls  # the answer, then asked again twice
+    [missing] = line["evidence"]["missing"]
+    assert missing["field"] == "CompareResults[0].BestFrame"
+    assert "403" in missing["reason"] and "2 times" in missing["reason"]
+    assert line["evidence"]["stored"] == 1
+    assert engine.stats.exit_status() == 1
+
+
+async def test_lines_without_files_have_a_null_evidence(tmp_path: Path) -> None:
+    client = FakeClient(
+        {"plain": [ok()], "gone": [api_error("InvalidParameterValue.BizTokenExpired")]}
+    )
+    with aioresponses():
+        _, lines = await run(tmp_path, client, ["plain", "gone"])
+    assert {line["token"]: line["evidence"] for line in lines} == {"plain": None, "gone": None}
+    assert all(line["final"] for line in lines)
+
+
+async def test_summary_detail_still_archives_and_leaves_the_response_out(tmp_path: Path) -> None:
+    client = FakeClient({"t1": [reply("s")]})
+    with aioresponses() as m:
+        m.get(BEST, body=FILES["BestFrame"])
+        m.get(CARD, body=FILES["CardImage"])
+        _, lines = await run(tmp_path, client, ["t1"], detail=Detail.SUMMARY)
+    [line] = lines
+    assert line["response"] is None
+    assert line["evidence"]["stored"] == 2 and line["final"] is True
+
+
+async def test_many_tokens_each_once_and_requests_equal_attempts(tmp_path: Path) -> None:
+    tokens = [f"t{n}" for n in range(40)]
+    client = FakeClient({t: [reply(f"{t}-a"), reply(f"{t}-b")] for t in tokens})
+    with aioresponses() as m:
+        m.get(BEST, body=FILES["BestFrame"], repeat=True)
+        m.get(CARD, body=FILES["CardImage"], repeat=True)
+        engine, lines = await run(tmp_path, client, tokens, evidence_backlog=3)
+    assert sorted(line["token"] for line in lines) == sorted(tokens)
+    assert sum(line["attempts"] for line in lines) == client.calls == engine.stats.requests
+    assert all(line["final"] and line["evidence"]["stored"] == 2 for line in lines)
