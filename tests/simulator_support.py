@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -106,3 +106,20 @@ async def apply(
     reply = await call(session, endpoint, APPLY, params, timestamp=timestamp)
     token: str = reply.response["SdkToken"]
     return token
+
+
+def without_link_queries(response: dict[str, Any]) -> dict[str, Any]:
+    """`response` with every FileInfo Url cut before its query: each answer signs its links
+    afresh (expiry and signature change, SPEC §8), while the file they name stays the same."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Url", "MD5", "Size"}:
+                return {**value, "Url": urlunsplit(urlsplit(value["Url"])._replace(query=""))}
+            return {key: strip(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [strip(item) for item in value]
+        return value
+
+    stripped: dict[str, Any] = strip(response)
+    return stripped

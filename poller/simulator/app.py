@@ -1,5 +1,6 @@
 """The aiohttp.web application: one POST endpoint that behaves like FaceID, plus `/__stats` (and
-`/__log`, the arrivals, when `request_log_size` > 0).
+`/__log`, the arrivals, when `request_log_size` > 0), and the media behind the answers' links
+(`GET /media/...`, logged at `/__media_log`; see `mediaserve`).
 
 Order of work per request mirrors a real gateway and SPEC §5: the bounded network leg, then the
 common checks (action, version, region, signature), then the quota window counts the arrival,
@@ -23,6 +24,7 @@ from aiohttp import web
 from .auth import verify
 from .config import ACTION_APPLY, ACTION_RESULT, ACTIONS, API_VERSION, REGIONS, SimulatorConfig
 from .faults import FaultPlan
+from .mediaserve import MediaServer
 from .outcomes import (
     ApplyParams,
     ParamError,
@@ -82,6 +84,7 @@ class Simulator:
         # Drawn only when throttle_share > 0, so the knob off leaves every other draw alone.
         self._throttles = random.Random(f"throttles:{config.seed}")
         self.request_log = RequestLog(config.request_log_size) if config.request_log_size else None
+        self.media = MediaServer(config, self.token_now)
 
     def token_now(self) -> float:
         """The clock for token age and pending: wall clock plus --clock-offset."""
@@ -182,6 +185,10 @@ class Simulator:
             result=plan.result,
             pending_until=plan.issued_at + plan.pending_seconds if plan.pending_seconds else None,
         )
+
+    def plan_of(self, token: str) -> TokenPlan | None:
+        """The plan of `token` (minted, or any-token), without counting a query."""
+        return self._plan(token, count=False)
 
     def _plan(self, token: str, *, count: bool) -> TokenPlan | None:
         if self.config.any_token:
@@ -284,10 +291,25 @@ class Simulator:
                 ),
                 "expired",
             )
-        rendered = render_result(plan, token_now=now, request_id=self.request_id())
+        rendered = self.render(plan, now, self.request_id())
         if plan.is_pending(now):
             return rendered, "pending"
+        self.media.hand_out(plan)
         return rendered, "passed" if plan.result == "0" else "failed"
+
+    def render(self, plan: TokenPlan, token_now: float, request_id: str) -> dict[str, Any]:
+        """The answer for `plan` at `token_now`, its media links signed by this simulator."""
+        return render_result(
+            plan,
+            token_now=token_now,
+            request_id=request_id,
+            signer=self.media.signer,
+            media_scale=self.config.media_scale,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The `/__stats` document: the API's counters, and the media downloads' under "media"."""
+        return {**self.stats.snapshot(self.quota, self.store), "media": self.media.snapshot()}
 
     def _result(self, params: dict[str, Any]) -> web.Response:
         body, outcome = self._result_body(params)
@@ -322,7 +344,7 @@ class Simulator:
         return _json(result)
 
     async def stats_handler(self, _request: web.Request) -> web.Response:
-        return web.json_response(self.stats.snapshot(self.quota, self.store))
+        return web.json_response(self.snapshot())
 
     async def log_handler(self, _request: web.Request) -> web.Response:
         if self.request_log is None:
@@ -344,7 +366,8 @@ class Simulator:
         self.stats.reset()
         self.quota.reset_stats()
         self.store.reset_stats()
-        return web.json_response(self.stats.snapshot(self.quota, self.store))
+        self.media.reset_stats()
+        return web.json_response(self.snapshot())
 
     def __repr__(self) -> str:
         return (
@@ -406,4 +429,7 @@ def make_app(
     app.router.add_get("/__stats", simulator.stats_handler)
     app.router.add_post("/__reset_stats", simulator.reset_stats_handler)
     app.router.add_get("/__log", simulator.log_handler)
+    # Outside `api`: a download is no API request, spends no quota and needs no TC3 signature.
+    app.router.add_get("/media/{folder}/{name:.+}", simulator.media.handle)
+    app.router.add_get("/__media_log", simulator.media.log_handler)
     return app

@@ -16,7 +16,13 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from .config import DEMO_SECRET_ID, DEMO_SECRET_KEY, FAULT_KINDS, SimulatorConfig
+from .config import (
+    DEMO_SECRET_ID,
+    DEMO_SECRET_KEY,
+    FAULT_KINDS,
+    MEDIA_FAULT_KINDS,
+    SimulatorConfig,
+)
 from .server import running_simulator
 
 _DEFAULTS = SimulatorConfig()  # the one place defaults live; the help text quotes them
@@ -38,15 +44,22 @@ def _number(kind: type[int] | type[float]) -> Callable[[str], float]:
     return parse
 
 
-def _fault_list(text: str) -> tuple[str, ...]:
-    kinds = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
-    if unknown or not kinds:
-        raise argparse.ArgumentTypeError(
-            f"unknown fault kind(s) {', '.join(unknown) or '(none)'}; "
-            f"choose from {','.join(FAULT_KINDS)}"
-        )
-    return kinds
+def _kind_list(known: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        kinds = tuple(part.strip() for part in text.split(",") if part.strip())
+        unknown = [kind for kind in kinds if kind not in known]
+        if unknown or not kinds:
+            raise argparse.ArgumentTypeError(
+                f"unknown fault kind(s) {', '.join(unknown) or '(none)'}; "
+                f"choose from {','.join(known)}"
+            )
+        return kinds
+
+    return parse
+
+
+_fault_list = _kind_list(FAULT_KINDS)
+_media_fault_list = _kind_list(MEDIA_FAULT_KINDS)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +150,43 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=d.stall_seconds,
         help=f"how long a 'stall' fault holds the answer (default {d.stall_seconds:g})",
     )
+    add(
+        "--media-ttl",
+        type=number,
+        default=d.media_ttl,
+        help=f"seconds a media link stays valid after the answer (default {d.media_ttl:g})",
+    )
+    add(
+        "--media-scale",
+        type=number,
+        default=d.media_scale,
+        help="media sizes as a multiple of Tencent's example, about 12 MB a token "
+        f"(default {d.media_scale:g})",
+    )
+    add(
+        "--media-faults",
+        type=_media_fault_list,
+        default=d.media_faults,
+        help=f"comma list of media fault kinds (default all: {','.join(MEDIA_FAULT_KINDS)})",
+    )
+    add(
+        "--media-fault-rate",
+        type=number,
+        default=d.media_fault_rate,
+        help=f"share of faulted media downloads (default {d.media_fault_rate:g})",
+    )
+    add(
+        "--media-fail-first",
+        type=integer,
+        default=d.media_fail_first,
+        help=f"fault the first N downloads of every file (default {d.media_fail_first})",
+    )
+    add(
+        "--media-slow-seconds",
+        type=number,
+        default=d.media_slow_seconds,
+        help=f"how long a 'slow' media fault holds the body (default {d.media_slow_seconds:g})",
+    )
 
 
 def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> SimulatorConfig:
@@ -168,6 +218,12 @@ def config_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Si
         unknown_code=args.unknown_code,
         throttle_share=args.throttle_share,
         request_log_size=args.request_log_size,
+        media_ttl=args.media_ttl,
+        media_scale=args.media_scale,
+        media_faults=tuple(args.media_faults),
+        media_fault_rate=args.media_fault_rate,
+        media_fail_first=args.media_fail_first,
+        media_slow_seconds=args.media_slow_seconds,
     )
 
 

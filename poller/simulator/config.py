@@ -23,6 +23,8 @@ ACTION_APPLY = "ApplySdkVerificationToken"
 ACTIONS = (ACTION_RESULT, ACTION_APPLY)
 
 FAULT_KINDS = ("internal", "html502", "503", "truncated", "reset", "stall")
+# Faults of the media downloads behind FileInfo links (SPEC §8), apart from the API's own.
+MEDIA_FAULT_KINDS = ("truncated", "altered", "expired", "5xx", "slow")
 
 # An error code missing from SPEC §2's table: what Tencent might start answering one day.
 UNKNOWN_CODE = "FailedOperation.SomethingNew"
@@ -82,6 +84,18 @@ class SimulatorConfig:
     # and `RunningSimulator.request_log()`; 0 keeps none. A test holds them against the
     # moment it sent a signal (time.monotonic() is one clock for every process on the host).
     request_log_size: int = 0
+    # The media behind FileInfo links (SPEC §8) is served by the simulator itself. Each answer
+    # signs fresh links valid for media_ttl seconds (Tencent's are valid for about 10 minutes).
+    media_ttl: float = 600.0
+    # Sizes are Tencent's example sizes (about 12 MB a token) times this: tests shrink it.
+    media_scale: float = 1.0
+    # Download faults, drawn from their own seeded stream: media_fault_rate of the downloads
+    # fault, and the first media_fail_first downloads of every file fault whatever the rate.
+    media_faults: tuple[str, ...] = MEDIA_FAULT_KINDS
+    media_fault_rate: float = 0.0
+    media_fail_first: int = 0
+    # How long a "slow" media fault holds the body back: longer than a sane client timeout.
+    media_slow_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         _check(0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}")
@@ -97,10 +111,17 @@ class SimulatorConfig:
             "fault_rate",
             "unknown_code_share",
             "throttle_share",
+            "media_fault_rate",
         ):
             value = getattr(self, name)
             _check(0.0 <= value <= 1.0, f"{name.replace('_', '-')} must be in 0..1, got {value}")
-        for name in ("pending_seconds", "token_ttl_seconds", "latency_ms", "stall_seconds"):
+        for name in (
+            "pending_seconds",
+            "token_ttl_seconds",
+            "latency_ms",
+            "stall_seconds",
+            "media_slow_seconds",
+        ):
             value = getattr(self, name)
             _check(
                 math.isfinite(value) and value >= 0,
@@ -122,6 +143,26 @@ class SimulatorConfig:
         _check(
             self.request_log_size >= 0,
             f"request-log-size must be >= 0, got {self.request_log_size}",
+        )
+        for name in ("media_ttl", "media_scale"):
+            value = getattr(self, name)
+            _check(
+                math.isfinite(value) and value > 0,
+                f"{name.replace('_', '-')} must be a number > 0, got {value}",
+            )
+        unknown = sorted(set(self.media_faults) - set(MEDIA_FAULT_KINDS))
+        _check(
+            not unknown,
+            f"unknown media fault kind(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(MEDIA_FAULT_KINDS)}",
+        )
+        _check(
+            bool(self.media_faults),
+            f"media-faults must name at least one of {', '.join(MEDIA_FAULT_KINDS)}",
+        )
+        _check(
+            self.media_fail_first >= 0,
+            f"media-fail-first must be >= 0, got {self.media_fail_first}",
         )
 
     @property

@@ -2,7 +2,8 @@
 
 Pure: a `TokenPlan` is drawn once (seeded) when a token is minted, or derived from a hash of the
 token in any-token mode, and every later query renders the same body from it, so repeated polls
-of one token agree with each other exactly as the real service's do (only `RequestId` changes).
+of one token agree with each other exactly as the real service's do: only `RequestId` and the
+query strings of the media links (signed afresh, valid from `token_now`) change.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 from .cards import card_info, fake_person
 from .config import SimulatorConfig
+from .links import LinkSigner
+from .media import MediaFile, media_files
 
 PENDING_RESULT = "-999"  # the sibling GetFaceIdResultIntl's "not finished" code (SPEC §1.4)
 PENDING_DESCRIPTION = "The verification is not finished yet."
@@ -173,7 +176,29 @@ def new_token(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
 
-def render_result(plan: TokenPlan, *, token_now: float, request_id: str) -> dict[str, Any]:
+def plan_media(plan: TokenPlan, scale: float) -> tuple[MediaFile, ...]:
+    """The files a settled answer for `plan` links to (SPEC §8), in answer order."""
+    return media_files(
+        plan.token,
+        plan.detail_seed,
+        with_cards=plan.params.check_mode != 3,
+        attempts=plan.attempts,
+        scale=scale,
+    )
+
+
+# Pure renders (tests, no server) sign with this; a running simulator passes its own signer.
+_UNBOUND_SIGNER = LinkSigner(b"unbound", 600.0)
+
+
+def render_result(
+    plan: TokenPlan,
+    *,
+    token_now: float,
+    request_id: str,
+    signer: LinkSigner | None = None,
+    media_scale: float = 1.0,
+) -> dict[str, Any]:
     """The `Response` object of GetSdkVerificationResult (SPEC §1.3) for this plan, now."""
     if plan.is_pending(token_now):
         return {
@@ -187,7 +212,7 @@ def render_result(plan: TokenPlan, *, token_now: float, request_id: str) -> dict
             "RequestId": request_id,
         }
     rng = random.Random(plan.detail_seed)
-    media = _Media(rng, plan)
+    media = _Media(plan_media(plan, media_scale), signer or _UNBOUND_SIGNER, token_now)
     cards = [] if plan.params.check_mode == 3 else [_card_result(rng, plan, media)]
     compares = _compare_results(rng, plan, media)
     return {
@@ -203,25 +228,19 @@ def render_result(plan: TokenPlan, *, token_now: float, request_id: str) -> dict
 
 
 class _Media:
-    """FileInfo objects: fake signed links (about 10 minutes valid, SPEC §1.3) with MD5 and size."""
+    """FileInfo objects: the files' MD5 and size, and links signed afresh (SPEC §1.3, §8)."""
 
-    def __init__(self, rng: random.Random, plan: TokenPlan) -> None:
-        self._rng = rng
-        self._folder = hashlib.sha256(plan.token.encode()).hexdigest()[:24]
-        # Fixed per token so repeated polls agree byte for byte (except RequestId).
-        self._expires = int(plan.issued_at) + 600
+    def __init__(self, files: tuple[MediaFile, ...], signer: LinkSigner, now: float) -> None:
+        self._files = {f.field: f for f in files}
+        self._signer = signer
+        self._now = now
 
-    def file(self, name: str, low: int, high: int) -> dict[str, Any]:
-        digest = hashlib.md5(  # noqa: S324 - a checksum in fake data, not security
-            f"{self._folder}/{name}/{self._rng.random()}".encode()
-        ).hexdigest()
+    def file(self, field: str) -> dict[str, Any]:
+        found = self._files[field]
         return {
-            "Url": (
-                f"https://faceid-media.simulator.invalid/{self._folder}/{name}"
-                f"?expires={self._expires}&sign={digest[:16]}"
-            ),
-            "MD5": digest,
-            "Size": self._rng.randint(low, high),
+            "Url": self._signer.url(found.path, self._now),
+            "MD5": found.md5,
+            "Size": found.size,
         }
 
 
@@ -248,9 +267,9 @@ def _card_result(rng: random.Random, plan: TokenPlan, media: _Media) -> dict[str
     return {
         "IsPass": not warnings,
         "IsEdit": is_edit,
-        "CardVideo": media.file("card.mp4", 400_000, 3_000_000),
-        "CardImage": media.file("card.jpg", 80_000, 400_000),
-        "CardInfoOcrJson": media.file("card_ocr.json", 600, 2_000),
+        "CardVideo": media.file("CardVerifyResults[0].CardVideo"),
+        "CardImage": media.file("CardVerifyResults[0].CardImage"),
+        "CardInfoOcrJson": media.file("CardVerifyResults[0].CardInfoOcrJson"),
         "RequestId": _uuid(rng),
         "CardInfo": raw,
         "NormalCardInfo": normal,
@@ -263,10 +282,10 @@ def _compare_results(rng: random.Random, plan: TokenPlan, media: _Media) -> list
     # Every attempt before the last one failed (that is why the user retried).
     codes = [rng.choices(_FAILURE_CODES, _FAILURE_WEIGHTS)[0] for _ in range(plan.attempts - 1)]
     codes.append(plan.result)
-    return [_compare(rng, code, i, media) for i, code in enumerate(codes, start=1)]
+    return [_compare(rng, code, i, media) for i, code in enumerate(codes)]
 
 
-def _compare(rng: random.Random, code: str, attempt: int, media: _Media) -> dict[str, Any]:
+def _compare(rng: random.Random, code: str, index: int, media: _Media) -> dict[str, Any]:
     message = "Success" if code == "0" else FAILURES[code][0]
     compared = code in _COMPARE_CODES
     live_ok = compared  # the comparison only runs after liveness passed
@@ -279,12 +298,12 @@ def _compare(rng: random.Random, code: str, attempt: int, media: _Media) -> dict
     return {
         "ErrorCode": code,
         "ErrorMsg": message,
-        "LiveData": media.file(f"attempt{attempt}/live_data.zip", 10_000, 80_000),
-        "LiveVideo": media.file(f"attempt{attempt}/live.mp4", 500_000, 4_000_000),
-        "ActionVideo": media.file(f"attempt{attempt}/action.mp4", 500_000, 4_000_000),
-        "BestFrame": media.file(f"attempt{attempt}/best_frame.jpg", 40_000, 300_000),
-        "ProfileImage": media.file(f"attempt{attempt}/profile.jpg", 20_000, 200_000),
-        "CardInfoInputJson": media.file(f"attempt{attempt}/card_input.json", 300, 1_500),
+        "LiveData": media.file(f"CompareResults[{index}].LiveData"),
+        "LiveVideo": media.file(f"CompareResults[{index}].LiveVideo"),
+        "ActionVideo": media.file(f"CompareResults[{index}].ActionVideo"),
+        "BestFrame": media.file(f"CompareResults[{index}].BestFrame"),
+        "ProfileImage": media.file(f"CompareResults[{index}].ProfileImage"),
+        "CardInfoInputJson": media.file(f"CompareResults[{index}].CardInfoInputJson"),
         "LiveErrorCode": "0" if live_ok else code,
         "LiveErrorMsg": "Success" if live_ok else message,
         "CompareErrorCode": code if compared else "",

@@ -25,8 +25,29 @@ class RunningSimulator:
 
     def stats(self) -> dict[str, Any]:
         """The same document as `GET /__stats`, read in-process (no HTTP round trip)."""
+        return self.app[SIMULATOR_KEY].snapshot()
+
+    def media_log(self) -> list[tuple[str, str]]:
+        """Every media request since start (or the last stats reset) in arrival order, as
+        (path without the query, outcome): outcome is "ok", "bad_sign", "expired", "not_found"
+        or "fault:<kind>". The same list as `GET /__media_log`."""
+        return list(self.app[SIMULATOR_KEY].media.log)
+
+    def media_files(self, token: str) -> list[tuple[str, str, int]]:
+        """(field, MD5, size) of every file a settled answer for `token` links to, e.g.
+        ("CompareResults[0].BestFrame", "9e10...", 123456); [] for a token with no answer.
+        What the simulator decided, for holding an archive against without parsing answers."""
         simulator = self.app[SIMULATOR_KEY]
-        return simulator.stats.snapshot(simulator.quota, simulator.store)
+        plan = simulator.plan_of(token)
+        if plan is None:
+            return []
+        return [(f.field, f.md5, f.size) for f in simulator.media.files(plan)]
+
+    def media_link(self, path: str) -> str:
+        """A freshly signed link to `path` ("/media/<folder>/<name>"), whether or not a file is
+        there: how a test reaches the 404 of a validly signed link."""
+        simulator = self.app[SIMULATOR_KEY]
+        return simulator.media.signer.url(path, simulator.token_now())
 
     def request_log(self) -> list[LoggedRequest]:
         """The kept arrivals, oldest first (`request_log_size` > 0; else a ValueError)."""
@@ -61,6 +82,8 @@ async def running_simulator(
         await site.start()
         port = int(runner.addresses[0][1])
         host = config.host if ":" not in config.host else f"[{config.host}]"
-        yield RunningSimulator(port=port, endpoint=f"http://{host}:{port}", app=app)
+        endpoint = f"http://{host}:{port}"
+        app[SIMULATOR_KEY].media.signer.base = endpoint  # links point back at this server
+        yield RunningSimulator(port=port, endpoint=endpoint, app=app)
     finally:
         await runner.cleanup()

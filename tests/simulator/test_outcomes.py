@@ -30,7 +30,7 @@ from poller.simulator.outcomes import (
     plan_for_any_token,
     render_result,
 )
-from tests.simulator_support import T0, FakeClock, apply, query
+from tests.simulator_support import T0, FakeClock, apply, query, without_link_queries
 
 SPEC_CODES = {"1001", "1002", "1004", "1005", "1201", "2004"} | {
     "2012", "2013", "2014", "2015", "2016", "2017"
@@ -72,12 +72,19 @@ def test_result_mirrors_the_last_compare_result_and_charges_compares() -> None:
         assert len(body["CardVerifyResults"]) == 1
 
 
-def test_rendering_is_stable_except_for_the_request_id() -> None:
+def test_rendering_is_stable_except_for_the_request_id_and_fresh_links() -> None:
     plan = _plans(1, SimulatorConfig(pending_share=0.0))[0]
     first = render_result(plan, token_now=T0, request_id="a")
     second = render_result(plan, token_now=T0 + 60, request_id="b")
     assert first.pop("RequestId") != second.pop("RequestId")
-    assert first == second
+    # Each answer signs its media links afresh (SPEC §8): same files, new expiry and signature.
+    first_url = first["CompareResults"][0]["BestFrame"]["Url"]
+    assert first_url != second["CompareResults"][0]["BestFrame"]["Url"]
+    assert f"expires={int(T0) + 600}&" in first_url
+    assert without_link_queries(first) == without_link_queries(second)
+    same_moment = render_result(plan, token_now=T0, request_id="c")
+    same_moment.pop("RequestId")
+    assert same_moment == first  # at one moment, byte for byte
 
 
 def test_token_strings_vary_in_shape() -> None:
