@@ -185,7 +185,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--media-slow-seconds",
         type=number,
         default=d.media_slow_seconds,
-        help=f"how long a 'slow' media fault holds the body (default {d.media_slow_seconds:g})",
+        help="how long a 'slow' media fault stalls halfway through the body "
+        f"(default {d.media_slow_seconds:g})",
     )
 
 

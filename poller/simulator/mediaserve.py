@@ -112,11 +112,16 @@ class MediaServer:
         flip = file.size // 2 if fault == "altered" else -1
         try:
             await response.prepare(request)
-            if fault == "slow":
-                await asyncio.sleep(self.config.media_slow_seconds)
+            # A slow body stalls halfway: the client holds part of the file (what a kill or a
+            # read timeout then cuts off), not just the headers.
+            stall = file.size // 2 if fault == "slow" else -1
             sent = 0
             for chunk in file.chunks():
                 piece: bytes | bytearray | memoryview = chunk
+                if sent <= stall < sent + len(piece):
+                    await response.write(piece[: stall - sent])
+                    await asyncio.sleep(self.config.media_slow_seconds)
+                    piece, sent = piece[stall - sent :], stall
                 if sent + len(piece) > stop:
                     piece = piece[: stop - sent]
                 end = sent + len(piece)
