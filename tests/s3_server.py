@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +65,7 @@ class S3Server:
                 stderr=subprocess.STDOUT,
             )
         try:
-            self._wait_until_listening()
+            self._wait_until_serving()
             self._make_user()
         except BaseException:
             self.stop()
@@ -81,25 +81,28 @@ class S3Server:
                 self.process.wait()
         self.process = None
 
-    def _wait_until_listening(self) -> None:
-        # A bounded poll of the port moto itself opens, not a sleep standing in for it.
+    def _wait_until_serving(self) -> None:
+        # A bounded poll of moto's own status page (not counted as a request to authenticate),
+        # not a sleep standing in for it; an HTTP answer, not an open port, since another
+        # process that took the port first would accept connections and never answer.
         deadline = time.monotonic() + 30.0
         while time.monotonic() < deadline:
             assert self.process is not None
             if self.process.poll() is not None:
                 pytest.fail(f"moto's S3 server exited at start: {self._log_tail()}", pytrace=False)
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=1):
                     return
             except OSError:
                 time.sleep(0.05)
-        pytest.fail(f"moto's S3 server did not listen within 30 s: {self._log_tail()}", False)
+        pytest.fail(f"moto's S3 server did not answer within 30 s: {self._log_tail()}", False)
 
     def _log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:].strip()
 
     def _client(self, service: str, key_id: str, secret: str) -> Any:
         import boto3  # here, not at the top: conftest imports this module for every test
+        from botocore.config import Config
 
         return boto3.client(
             service,
@@ -107,6 +110,7 @@ class S3Server:
             region_name=REGION,
             aws_access_key_id=key_id,
             aws_secret_access_key=secret,
+            config=Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 1}),
         )
 
     def _make_user(self) -> None:
