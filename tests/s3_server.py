@@ -91,7 +91,8 @@ class S3Server:
             if self.process.poll() is not None:
                 pytest.fail(f"moto's S3 server exited at start: {self._log_tail()}", pytrace=False)
             try:
-                with urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=1):
+                status = f"{self.endpoint}/moto-api/data.json"  # always http://127.0.0.1
+                with urllib.request.urlopen(status, timeout=1):  # noqa: S310
                     return
             except OSError:
                 time.sleep(0.05)
