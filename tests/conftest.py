@@ -12,6 +12,7 @@ import pytest
 
 from tests.helpers import SECRET_ID, SECRET_KEY
 from tests.redis_server import RedisServer
+from tests.s3_server import S3Bucket, S3Server
 from tests.simulator_support import FakeClock
 
 
@@ -85,3 +86,16 @@ def redis_url(redis_server: RedisServer) -> str:
         redis_server.start()  # a test that killed it leaves it for the next one to restart
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One real S3-compatible server (moto) for the session's object-store tests."""
+    with S3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> S3Bucket:
+    """A fresh, empty bucket on that server for each test."""
+    return S3Bucket.create(s3_server)
