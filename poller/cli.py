@@ -182,6 +182,26 @@ def _add_run_parser(sub: Any) -> None:
         help="then climb back to the full pace over this long (default 1.5s)",
     )
     p.add_argument(
+        "--evidence",
+        metavar="DEST",
+        help="keep the verification media (SPEC §8) before their 10-minute links expire: a "
+        "directory, or s3://bucket/prefix (gs://, az://); files checked against their MD5 and "
+        "size, stored write-once under DEST/<token>/ with a manifest",
+    )
+    p.add_argument(
+        "--evidence-fields",
+        metavar="F,F",
+        help="which FileInfo fields to keep (default all, ~12 MB a token): CardVideo, "
+        "CardImage, CardInfoOcrJson, LiveData, LiveVideo, ActionVideo, BestFrame, "
+        "ProfileImage, CardInfoInputJson",
+    )
+    p.add_argument(
+        "--evidence-concurrency",
+        type=int,
+        metavar="N",
+        help="downloads at once, on their own connections (default 8)",
+    )
+    p.add_argument(
         "--order",
         choices=ORDERS,
         help="input (default), or expiry: oldest issued_at first (undated last, in input "
@@ -198,6 +218,7 @@ LAZY_COMMANDS = {
     "simulate": "serve the embedded FaceID simulator on 127.0.0.1 (for trials, tests, benchmarks)",
     "report": "totals, charges, unfinished tokens and risk view of results files; diff two runs",
     "reconcile": "compare your own records with results files: disagreements, gaps, charges",
+    "evidence": "the evidence archive: `verify DEST` re-hashes kept files against their manifests",
 }
 REPORT_DESCRIPTION = (
     "Read results files (JSON lines written by `poller run`; quoted patterns are expanded) and "
@@ -215,6 +236,11 @@ def _run_lazy(name: str, rest: list[str]) -> int:
 
         simulator_command.configure_parser(parser)
         return simulator_command.run_command(parser.parse_args(rest))
+    if name == "evidence":
+        from poller.evidence import command as evidence_command
+
+        evidence_command.configure_parser(parser)
+        return evidence_command.run_command(parser.parse_args(rest))
     if name == "reconcile":
         from poller import reconcile as reconcile_command
 
@@ -256,6 +282,9 @@ RUN_FLAGS = (
     "shared_quota_timeout",
     "recovery_hold",
     "recovery_ramp",
+    "evidence",
+    "evidence_fields",
+    "evidence_concurrency",
 )
 
 

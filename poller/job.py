@@ -32,10 +32,11 @@ from typing import TYPE_CHECKING
 
 from poller.api.client import FaceIdClient
 from poller.api.outcomes import Status
-from poller.api.session import open_session, require_credentials
+from poller.api.session import open_session, require_credentials, ssl_context
 from poller.config.durations import format_duration
 from poller.config.settings import Settings, checked
 from poller.errors import PollerError
+from poller.evidence.destination import check_destination, open_archive
 from poller.input.from_python import as_items
 from poller.input.plan import Deadlines, Plan, make_plan
 from poller.input.reader import run_in_daemon_thread
@@ -163,7 +164,11 @@ async def run_job(
     count the tokens a deadline left (see `Engine.run`). `estimate`, run on a thread, gives
     the deadline line logged at the start (see `Deadlines`)."""
     require_credentials(settings)
-    async with open_shared_quota(settings) as quota, open_session(settings) as session:
+    async with (
+        open_shared_quota(settings) as quota,
+        open_session(settings) as session,
+        open_archive(settings, tls=ssl_context(settings)) as archive,
+    ):
         engine = Engine(
             settings,
             FaceIdClient(session, settings),
@@ -173,6 +178,7 @@ async def run_job(
             expired_before=expired_before,
             final_earlier=earlier.is_final if earlier else None,
             expired_earlier=earlier.was_expired_locally if earlier else None,
+            archive=archive,
         )
         loop = asyncio.get_running_loop()
         stopper = _Stopper(engine, settings.grace_period)
@@ -353,6 +359,10 @@ def run_batch(
         # Before the output is touched (--fresh empties it): a run that cannot start must not
         # have changed anything (exit 2). The run connects again, for good, when it starts.
         asyncio.run(_reach_shared_quota(settings))
+    if settings.evidence:
+        # The same for the evidence store: a read-only directory or a missing bucket is one
+        # sentence (exit 2) before anything is touched or any quota spent.
+        asyncio.run(check_destination(settings.evidence))
     with contextlib.ExitStack() as stack:
         state: ResumeState | None = None
         if resumable:
@@ -574,6 +584,9 @@ def plan_batch(
         # The run would refuse to start without its Redis: so does the plan (exit 2).
         _refuse_running_loop("plan_batch()")
         asyncio.run(_reach_shared_quota(settings))
+    if settings.evidence:
+        _refuse_running_loop("plan_batch()")
+        asyncio.run(check_destination(settings.evidence))
     return _plan(tokens, settings, state, earlier)
 
 

@@ -13,9 +13,10 @@ from types import TracebackType
 from typing import Final
 
 from poller.api.client import FaceIdClient
-from poller.api.session import open_session, require_credentials
+from poller.api.session import open_session, require_credentials, ssl_context
 from poller.config.settings import Settings, checked
 from poller.errors import PollerError
+from poller.evidence.destination import open_archive
 from poller.input.from_python import as_items
 from poller.input.tokens import InputError, InputItem
 from poller.output.channel import NullSink, ResultChannel
@@ -150,6 +151,8 @@ class Poll:
                 if client is None:
                     session = await stack.enter_async_context(open_session(settings))
                     client = FaceIdClient(session, settings)
+                tls = ssl_context(settings) if settings.evidence else True
+                archive = await stack.enter_async_context(open_archive(settings, tls=tls))
                 # From here to the engine's first wait nothing yields: a stop (`_stop`) always
                 # finds the engine running, never about to start.
                 self._engine = Engine(
@@ -160,6 +163,7 @@ class Poll:
                     output=self._channel.attach,
                     final_earlier=earlier.is_final if earlier else None,
                     expired_earlier=earlier.was_expired_locally if earlier else None,
+                    archive=archive,
                 )
                 if settings.stop_after:
                     loop = asyncio.get_running_loop()

@@ -16,6 +16,7 @@ request URLs, so only a short cause (the store's error code, or a kind) is kept.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -158,7 +159,11 @@ class ObjectStore:
             raise _failure(f"list {self.where(prefix) if prefix else self.url}", exc) from None
 
     async def close(self) -> None:
-        """Nothing to release: obstore's HTTP pool goes with the store object."""
+        """Let go of obstore's store (and its HTTP pool) now, while the interpreter runs: one
+        left for the interpreter's exit to free aborted the process now and then (SIGABRT)."""
+        if hasattr(self, "_backend"):
+            del self._backend
+            gc.collect()
 
     async def _create(self, key: str, data: bytes) -> bool:
         try:

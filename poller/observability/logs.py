@@ -31,6 +31,9 @@ _RECORD_ATTRIBUTES = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys() | {"message", "asctime"}
 )
 _JSON_FIELDS = ("ts", "level", "logger", "message")
+# A signed link's query string is a credential for its file (SPEC §8): whatever logs a link,
+# the line keeps its scheme, host and path only.
+_SIGNED_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)\?[^\s\"'<>]*", re.IGNORECASE)
 
 
 class SecretRegistry:
@@ -54,6 +57,8 @@ class SecretRegistry:
         return True
 
     def redact(self, text: str) -> str:
+        if "://" in text:
+            text = _SIGNED_QUERY.sub(rf"\1?{REDACTED}", text)
         if self._pattern is None:
             return text
         return self._pattern.sub(REDACTED, text)

@@ -28,7 +28,8 @@ def test_every_field_of_every_attempt_is_wanted_with_its_index() -> None:
     assert len(found) == 3 + 2 * 6
     best = next(w for w in found if w.field == "CompareResults[1].BestFrame")
     assert best.stored == "CompareResults.1.BestFrame.bin"
-    assert best.size == 300 and len(best.md5) == 32
+    assert best.size == 300
+    assert len(best.md5) == 32
 
 
 def test_only_the_chosen_fields() -> None:
@@ -87,7 +88,8 @@ def test_links_are_https_or_loopback_http(url: str, allowed: bool) -> None:
 def test_a_shown_link_has_no_query_string_nor_user_info() -> None:
     shown = shown_url("https://user:pw@cos.example.com:8443/a/b.mp4?q-signature=abc&x=1")
     assert shown == "https://cos.example.com:8443/a/b.mp4?…"
-    assert "abc" not in shown and "pw" not in shown
+    assert "abc" not in shown
+    assert "pw" not in shown
 
 
 def test_stored_names_keep_a_plain_suffix_only() -> None:
@@ -110,7 +112,9 @@ def test_stored_names_keep_a_plain_suffix_only() -> None:
 )
 def test_no_token_names_a_directory_outside_dest_or_a_hidden_one(token: str) -> None:
     name = token_dir(token)
-    assert name and "/" not in name and not name.startswith(".")
+    assert name
+    assert "/" not in name
+    assert not name.startswith(".")
     assert len(name.encode()) <= 255
 
 

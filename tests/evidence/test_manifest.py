@@ -9,8 +9,12 @@ from poller.evidence.manifest import Entry, Manifest, ManifestError
 
 def test_a_manifest_reads_back_what_was_written() -> None:
     manifest = Manifest.empty("tok-1")
-    manifest.add(Entry("CompareResults[0].BestFrame", "a" * 32, 12, "b.jpg", "2026-12-01T00:00:00Z"))
-    manifest.add(Entry("CardVerifyResults[0].CardVideo", "b" * 32, 9, "v.mp4", "2026-12-01T00:00:01Z"))
+    manifest.add(
+        Entry("CompareResults[0].BestFrame", "a" * 32, 12, "b.jpg", "2026-12-01T00:00:00Z")
+    )
+    manifest.add(
+        Entry("CardVerifyResults[0].CardVideo", "b" * 32, 9, "v.mp4", "2026-12-01T00:00:01Z")
+    )
     again = Manifest.from_bytes(manifest.to_bytes())
     assert again.token == "tok-1"
     assert again.entries == manifest.entries

@@ -57,14 +57,18 @@ async def test_an_expired_link_is_renewed_by_asking_again(tmp_path: Path) -> Non
         m.get(CARD, body=FILES["CardImage"], repeat=True)
         engine, lines = await run(tmp_path, client, ["t1"])
     [line] = lines
-    assert line["final"] is True and line["status"] == "passed"
+    assert line["final"] is True
+    assert line["status"] == "passed"
     assert line["attempts"] == 2 == client.calls == engine.stats.requests
     assert "sign=new" in line["response"]["CompareResults"][0]["BestFrame"]["Url"]
     ev = line["evidence"]
-    assert ev["missing"] == [] and ev["stored"] == 2 and ev["requeries"] == 1
+    assert ev["missing"] == []
+    assert ev["stored"] == 2
+    assert ev["requeries"] == 1
     assert ev["bytes"] == 1000
     assert (tmp_path / "dest/t1/CompareResults.0.BestFrame.bin").read_bytes() == FILES["BestFrame"]
-    assert engine.stats.evidence_requeries == 1 and engine.stats.evidence_incomplete == 0
+    assert engine.stats.evidence_requeries == 1
+    assert engine.stats.evidence_incomplete == 0
 
 
 async def test_links_that_stay_dead_are_asked_a_bounded_number_of_times(tmp_path: Path) -> None:
@@ -74,11 +78,13 @@ async def test_links_that_stay_dead_are_asked_a_bounded_number_of_times(tmp_path
         m.get(CARD, body=FILES["CardImage"], repeat=True)
         engine, lines = await run(tmp_path, client, ["t1"], evidence_requeries=2)
     [line] = lines
-    assert line["final"] is False and line["status"] == "passed"
+    assert line["final"] is False
+    assert line["status"] == "passed"
     assert line["attempts"] == 3 == client.calls  # the answer, then asked again twice
     [missing] = line["evidence"]["missing"]
     assert missing["field"] == "CompareResults[0].BestFrame"
-    assert "403" in missing["reason"] and "2 times" in missing["reason"]
+    assert "403" in missing["reason"]
+    assert "2 times" in missing["reason"]
     assert line["evidence"]["stored"] == 1
     assert engine.stats.exit_status() == 1
 
@@ -101,7 +107,8 @@ async def test_summary_detail_still_archives_and_leaves_the_response_out(tmp_pat
         _, lines = await run(tmp_path, client, ["t1"], detail=Detail.SUMMARY)
     [line] = lines
     assert line["response"] is None
-    assert line["evidence"]["stored"] == 2 and line["final"] is True
+    assert line["evidence"]["stored"] == 2
+    assert line["final"] is True
 
 
 async def test_many_tokens_each_once_and_requests_equal_attempts(tmp_path: Path) -> None:
