@@ -83,7 +83,8 @@ async def test_a_run_keeps_every_file_in_the_bucket_and_verify_checks_them(
         objects = bucket_objects(s3_bucket, "kyc/faceid")
         for line in records(out):
             token = line["token"]
-            assert line["final"] is True and line["evidence"]["missing"] == []
+            assert line["final"] is True
+            assert line["evidence"]["missing"] == []
             assert line["evidence"]["manifest"] == f"{dest}/{token_dir(token)}/manifest.json"
             manifest = json.loads(objects[f"{token_dir(token)}/manifest.json"])
             listed_files = {f["field"]: f for f in manifest["files"]}
@@ -105,7 +106,8 @@ async def test_a_run_keeps_every_file_in_the_bucket_and_verify_checks_them(
             for value in attempt.values()
             if isinstance(value, dict) and value.get("Url")
         }
-        assert signs and not [q for q in signs if q in err + stdout]
+        assert signs
+        assert not [q for q in signs if q in err + stdout]
         assert "sign=" not in err + stdout
 
         # A rerun over the same tokens: everything is kept, nothing downloaded again.
@@ -144,7 +146,9 @@ async def test_a_bucket_that_does_not_exist_stops_the_run_before_any_request(
         argv = ["run", "--tokens", str(listed), "--output", str(out), "--endpoint", sim.endpoint]
         status, _, err = await run(*argv, "--evidence", "s3://no-such-bucket/x", env=env)
         assert status == 2
-        assert err.count("\n") == 1 and "no-such-bucket" in err and "Traceback" not in err
+        assert err.count("\n") == 1
+        assert "no-such-bucket" in err
+        assert "Traceback" not in err
         assert env["AWS_SECRET_ACCESS_KEY"] not in err
         assert sim.stats()["by_action"].get("GetSdkVerificationResult", 0) == 0
         assert not out.exists() or out.read_text() == ""

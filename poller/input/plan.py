@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from poller.config.durations import format_duration
 from poller.config.redis_address import parse_address
-from poller.config.settings import Settings
+from poller.config.settings import EVIDENCE_FIELDS, Settings
 from poller.input.entries import InputItem, TokenEntry
 from poller.input.order import late_count
 from poller.input.triage import Triage, Verdict
@@ -139,6 +139,16 @@ def format_plan(plan: Plan, settings: Settings, *, tokens: str, output: str) -> 
         lines.append(
             f"shared quota: {parse_address(settings.shared_quota).shown} answers; other pollers "
             "on the account take slots from the same schedule, so the run may take longer"
+        )
+    if settings.evidence:
+        fields = (
+            "every field"
+            if set(settings.evidence_fields) == set(EVIDENCE_FIELDS)
+            else ", ".join(settings.evidence_fields)
+        )
+        lines.append(
+            f"evidence: {fields} of each answer kept in {settings.evidence} (checked: it can be "
+            f"written), {settings.evidence_concurrency} downloads at once"
         )
     d = plan.deadlines
     if d is not None and d.dated:

@@ -176,6 +176,23 @@ class _Snapshot:
             "Seconds the pace spent below its target after throttling (it climbs back by time).",
             pacer.seconds_below_target,
         )
+        if stats.evidence_on:
+            yield counter(
+                "evidence_files_fetched",
+                "Media files downloaded, checked against their MD5 and size, and stored.",
+                stats.evidence_files,
+            )
+            yield counter("evidence_bytes_fetched", "Bytes of those files.", stats.evidence_bytes)
+            yield gauge(
+                "evidence_incomplete_tokens",
+                "Tokens whose evidence is not all kept (not final: the next run asks again).",
+                stats.evidence_incomplete,
+            )
+            yield counter(
+                "evidence_requeries",
+                "Answers asked again for fresh links after an expired or refused link.",
+                stats.evidence_requeries,
+            )
         yield counter(
             "charge_count",
             "Sum of ChargeCount over the replies: verifications billed, as FaceID reports them.",

@@ -104,6 +104,11 @@ class ArchiveStage:
         except asyncio.CancelledError:
             self._untouched(held)
             raise
+        except StoreError as exc:
+            # The store failed under us (its manifest unreadable, the bucket gone): nothing is
+            # fetched for this token; its line says why, not final, and the next run retries.
+            await self._write(job, settled, self._report(held, f"the archive failed: {exc}"))
+            return
         try:
             settled = await self._pass(job, settled, token)
             extra: list[Missing] = []
@@ -152,18 +157,20 @@ class ArchiveStage:
         return token.report(missing, found)
 
     def _untouched(self, held: _Held) -> None:
-        if held.job.line_handed:
-            return
+        if not held.job.line_handed:
+            self._write_now(held.job, held.settled, self._report(held, STOPPED_AT_ONCE))
+
+    def _report(self, held: _Held, reason: str) -> Report:
+        """Nothing of this answer was looked at: every file missing, for `reason`."""
         found, bad = wanted(held.settled.response or {}, self.archive.fields)
         missing = [Missing(u.field, u.reason) for u in bad]
-        missing += [Missing(w.field, STOPPED_AT_ONCE) for w in found]
-        report = Report(
+        missing += [Missing(w.field, reason) for w in found]
+        return Report(
             stored=0,
             bytes=0,
             manifest=self.archive.manifest_where(held.job.token),
             missing=missing,
         )
-        self._write_now(held.job, held.settled, report)
 
 
 def _why_not(missing: Missing, reason: str) -> Missing:

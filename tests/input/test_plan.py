@@ -92,3 +92,16 @@ def test_a_long_plan_counts_in_hours_and_says_when_no_credentials_were_found() -
     assert "credentials: none found" in text
     with_creds = make_settings(rate=20.0, credentials=Credentials("AKIDx", "k", source="f.toml"))
     assert "secret id AKIDx from f.toml" in format_plan(plan, with_creds, tokens="-", output="o")
+
+
+def test_the_plan_names_the_evidence_archive_and_its_fields() -> None:
+    plan = Plan()
+    plan.counts[Verdict.QUERY] = 10
+    everything = make_settings(evidence="/srv/kyc")
+    assert "evidence: every field of each answer kept in /srv/kyc" in format_plan(
+        plan, everything, tokens="-", output="o"
+    )
+    lean = make_settings(evidence="s3://b/p", evidence_fields=("BestFrame", "CardImage"))
+    text = format_plan(plan, lean, tokens="-", output="o")
+    assert "evidence: BestFrame, CardImage of each answer kept in s3://b/p" in text
+    assert "evidence" not in format_plan(plan, make_settings(), tokens="-", output="o")

@@ -383,3 +383,19 @@ def test_repr(tmp_path: Path) -> None:
     assert repr(writer) == (
         "<MetricsWriter '/var/lib/node_exporter/faceid.prom' every 15s writes=0 failures=0>"
     )
+
+
+def test_the_evidence_counters_appear_only_when_the_run_keeps_evidence(tmp_path: Path) -> None:
+    path = tmp_path / "faceid_poller.prom"
+    stats = busy_stats()
+    write_metrics(str(path), stats, busy_pacer(), running=True)
+    assert not [name for name, _ in parse(path.read_text()) if "evidence" in name]
+    stats.evidence_on = True
+    stats.evidence_files, stats.evidence_bytes = 90, 123_456_789
+    stats.evidence_incomplete, stats.evidence_requeries = 2, 5
+    write_metrics(str(path), stats, busy_pacer(), running=True)
+    values = parse(path.read_text())
+    assert values[(P + "evidence_files_fetched_total", ())] == 90
+    assert values[(P + "evidence_bytes_fetched_total", ())] == 123_456_789
+    assert values[(P + "evidence_incomplete_tokens", ())] == 2
+    assert values[(P + "evidence_requeries_total", ())] == 5

@@ -14,6 +14,7 @@ from poller.config.settings import Detail
 from poller.evidence.archive import Archive
 from poller.evidence.download import open_download_session
 from poller.evidence.local import LocalStore
+from poller.evidence.store import StoreError
 from poller.input.tokens import TokenEntry
 from poller.output.sink import JsonlSink
 from poller.pipeline.engine import Engine
@@ -121,3 +122,35 @@ async def test_many_tokens_each_once_and_requests_equal_attempts(tmp_path: Path)
     assert sorted(line["token"] for line in lines) == sorted(tokens)
     assert sum(line["attempts"] for line in lines) == client.calls == engine.stats.requests
     assert all(line["final"] and line["evidence"]["stored"] == 2 for line in lines)
+
+
+class BrokenStore(LocalStore):
+    """A store whose reads fail: a bucket that went away under the run."""
+
+    async def size(self, key: str) -> int | None:
+        raise StoreError("the evidence store s3://gone/x could not be read")
+
+
+async def test_a_store_that_fails_leaves_the_token_not_final_and_the_run_going(
+    tmp_path: Path,
+) -> None:
+    client = FakeClient({"t1": [reply("s")], "t2": [ok()]})
+    settings = make_settings(evidence=str(tmp_path / "dest"))
+    session = open_download_session(concurrency=2, timeout=5.0, tls=False)
+    out = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(out))
+    try:
+        archive = Archive(BrokenStore(tmp_path / "dest"), session)
+        engine = Engine(settings, client, sink, archive=archive)
+        with aioresponses():
+            await engine.run([TokenEntry("t1", 1, None), TokenEntry("t2", 2, None)])
+    finally:
+        sink.close()
+        await session.close()
+    lines = {line["token"]: line for line in map(json.loads, out.read_text().splitlines())}
+    assert set(lines) == {"t1", "t2"}
+    assert lines["t1"]["final"] is False
+    reasons = {m["reason"] for m in lines["t1"]["evidence"]["missing"]}
+    assert reasons == {"the archive failed: the evidence store s3://gone/x could not be read"}
+    assert lines["t2"]["final"] is True
+    assert engine.stats.exit_status() == 1
