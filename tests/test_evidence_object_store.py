@@ -127,9 +127,9 @@ async def test_a_run_keeps_every_file_in_the_bucket_and_verify_checks_them(
     manifest = json.loads(objects[f"{token_dir(token)}/manifest.json"])
     victim = manifest["files"][0]["stored"]
     key = f"kyc/faceid/{token_dir(token)}/{victim}"
-    data = bytearray(objects[f"{token_dir(token)}/{victim}"])
-    data[0] ^= 0xFF
-    put_object(s3_bucket, key, bytes(data))
+    altered = bytearray(objects[f"{token_dir(token)}/{victim}"])
+    altered[0] ^= 0xFF
+    put_object(s3_bucket, key, bytes(altered))
     status, stdout, _ = await run("evidence", "verify", dest, env=env)
     assert status == 1
     assert stdout.startswith(f"ALTERED {dest}/{token_dir(token)}/{victim}:")
