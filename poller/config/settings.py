@@ -28,11 +28,10 @@ from poller.config.redis_address import parse_address
 DEFAULT_ENDPOINT = "https://faceid.intl.tencentcloudapi.com"
 REGIONS = ("ap-singapore", "ap-bangkok", "ap-hongkong", "ap-jakarta", "sa-saopaulo")
 ENV_PREFIX = "FACEID_POLLER_"
-#: SPEC §8's FileInfo fields (CardVerifyResults, then CompareResults): all kept by default.
-EVIDENCE_FIELDS: tuple[str, ...] = (
-    "CardVideo",
-    "CardImage",
-    "CardInfoOcrJson",
+#: SPEC §8's FileInfo fields: those of each CardVerifyResults attempt, then of each
+#: CompareResults attempt; all kept by default (`evidence_fields`).
+CARD_EVIDENCE_FIELDS: tuple[str, ...] = ("CardVideo", "CardImage", "CardInfoOcrJson")
+COMPARE_EVIDENCE_FIELDS: tuple[str, ...] = (
     "LiveData",
     "LiveVideo",
     "ActionVideo",
@@ -40,6 +39,7 @@ EVIDENCE_FIELDS: tuple[str, ...] = (
     "ProfileImage",
     "CardInfoInputJson",
 )
+EVIDENCE_FIELDS: tuple[str, ...] = CARD_EVIDENCE_FIELDS + COMPARE_EVIDENCE_FIELDS
 
 
 class Detail(StrEnum):
@@ -296,7 +296,7 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
         url.port  # noqa: B018  (raises ValueError for a non-numeric or out-of-range port)
     except ValueError:
         raise fail("endpoint", f"endpoint {s.endpoint!r} has an invalid port") from None
-    if url.scheme == "http" and not _is_loopback(url.hostname):
+    if url.scheme == "http" and not is_loopback(url.hostname):
         raise fail(
             "endpoint",
             f"endpoint {s.endpoint!r} uses plain http://, allowed only for a loopback address "
@@ -409,7 +409,8 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
             raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} holds no PEM certificate") from None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Plain http is allowed to these only (the simulator, a test server): never a network."""
     if host == "localhost":
         return True
     try:

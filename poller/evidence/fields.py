@@ -10,25 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
-#: SPEC §8's FileInfo fields, per list of the answer: everything is kept unless the user chooses.
-CARD_FIELDS: Final = ("CardVideo", "CardImage", "CardInfoOcrJson")
-COMPARE_FIELDS: Final = (
-    "LiveData",
-    "LiveVideo",
-    "ActionVideo",
-    "BestFrame",
-    "ProfileImage",
-    "CardInfoInputJson",
+from poller.config.settings import (
+    CARD_EVIDENCE_FIELDS,
+    COMPARE_EVIDENCE_FIELDS,
+    EVIDENCE_FIELDS,
+    is_loopback,
 )
-ALL_FIELDS: Final = CARD_FIELDS + COMPARE_FIELDS
-_GROUPS: Final = (("CardVerifyResults", CARD_FIELDS), ("CompareResults", COMPARE_FIELDS))
+
+ALL_FIELDS: Final = EVIDENCE_FIELDS
+_GROUPS: Final = (
+    ("CardVerifyResults", CARD_EVIDENCE_FIELDS),
+    ("CompareResults", COMPARE_EVIDENCE_FIELDS),
+)
 
 _MD5 = re.compile(r"[0-9a-fA-F]{32}")
 _SUFFIX = re.compile(r"\.([A-Za-z0-9]{1,8})$")
@@ -140,14 +139,7 @@ def is_allowed_link(url: str) -> bool:
         return False
     if parts.scheme == "https":
         return True
-    if parts.scheme != "http":
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return parts.scheme == "http" and is_loopback(host)
 
 
 def shown_url(url: str) -> str:
