@@ -15,18 +15,23 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from enum import Enum
 from typing import Final
+from urllib.parse import urljoin
 
 import aiohttp
 from yarl import URL
 
-from poller.evidence.fields import Wanted, shown_url
+from poller.evidence.fields import Wanted, is_allowed_link, shown_url
 from poller.evidence.store import Upload
 
 CHUNK: Final = 1 << 16
 _RELINK: Final = frozenset({401, 403, 404, 410})
 _RETRY: Final = frozenset({408, 425, 429})
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS: Final = 5
 
 
 class Kind(Enum):
@@ -64,9 +69,7 @@ async def download(session: aiohttp.ClientSession, item: Wanted, upload: Upload)
     digest = hashlib.md5()  # noqa: S324 - the answer's checksum, not a security measure
     received = 0
     try:
-        # encoded=True: the link is sent byte for byte as signed (a re-quoted query would
-        # no longer match its signature).
-        async with session.get(URL(item.url, encoded=True), allow_redirects=True) as response:
+        async with _follow(session, item.url) as response:
             status = response.status
             if status != 200:
                 raise DownloadFailed(_kind_of(status), f"the link answered HTTP {status}")
@@ -89,8 +92,6 @@ async def download(session: aiohttp.ClientSession, item: Wanted, upload: Upload)
         raise DownloadFailed(Kind.REFUSED, reason) from None
     except aiohttp.ClientConnectorError as exc:
         raise DownloadFailed(Kind.RETRY, f"cannot connect: {_os_reason(exc)}") from None
-    except aiohttp.TooManyRedirects:
-        raise DownloadFailed(Kind.RETRY, "the link redirected too many times") from None
     except (aiohttp.ClientError, OSError) as exc:
         raise DownloadFailed(Kind.RETRY, f"the download failed ({type(exc).__name__})") from None
     if received != item.size:
@@ -100,6 +101,28 @@ async def download(session: aiohttp.ClientSession, item: Wanted, upload: Upload)
     if digest.hexdigest() != item.md5:
         raise DownloadFailed(Kind.RETRY, "the bytes do not match the MD5 the answer states")
     return received
+
+
+@asynccontextmanager
+async def _follow(
+    session: aiohttp.ClientSession, url: str
+) -> AsyncIterator[aiohttp.ClientResponse]:
+    """GET `url`, following redirects only to links as allowed as the first (https, or http
+    to a loopback address): a redirect must not lead a download (and its bytes) elsewhere."""
+    for _ in range(MAX_REDIRECTS + 1):
+        # encoded=True: the link is sent byte for byte as signed (a re-quoted query would no
+        # longer match its signature).
+        async with session.get(URL(url, encoded=True), allow_redirects=False) as response:
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or location is None:
+                yield response
+                return
+            url = urljoin(url, location)
+            if not is_allowed_link(url):
+                raise DownloadFailed(
+                    Kind.REFUSED, f"the link redirected to one that is not https ({shown_url(url)})"
+                )
+    raise DownloadFailed(Kind.RETRY, "the link redirected too many times")
 
 
 def _kind_of(status: int) -> Kind:

@@ -197,3 +197,42 @@ async def test_a_stopping_run_fetches_nothing_new(
         assert m.requests == {}
     assert len(result.missing) == 2
     assert all("stopping" in m.reason for m in result.missing)
+
+
+async def test_a_redirect_is_followed_only_to_an_allowed_link(
+    tmp_path: Path, session: aiohttp.ClientSession
+) -> None:
+    a = archive(tmp_path, session, attempts=1)
+    mirror = "https://mirror.example.com/best.jpg?sig=m1"
+    with aioresponses() as m:
+        m.get(BEST, status=302, headers={"Location": mirror})
+        m.get(mirror, body=FILES["BestFrame"])
+        token = await a.token("tok")
+        result = await token.fetch(
+            answer({"BestFrame": FILES["BestFrame"]}), stopping=lambda: False
+        )
+    assert result.missing == []
+    with aioresponses() as m:
+        m.get(BEST, status=307, headers={"Location": "http://evil.example.com/x?sig=SECRET"})
+        token = await a.token("tok2")
+        result = await token.fetch(
+            answer({"BestFrame": FILES["BestFrame"]}), stopping=lambda: False
+        )
+    [missing] = result.missing
+    assert "redirected to one that is not https" in missing.reason
+    assert "SECRET" not in missing.reason
+    assert not (tmp_path / "tok2").exists() or stored(tmp_path, "tok2") == {}
+
+
+async def test_a_redirect_loop_ends(tmp_path: Path, session: aiohttp.ClientSession) -> None:
+    a = archive(tmp_path, session, attempts=1)
+    with aioresponses() as m:
+        m.get(
+            BEST, status=302, headers={"Location": f"{BASE}/0/BestFrame.bin?again=1"}, repeat=True
+        )
+        token = await a.token("tok")
+        result = await token.fetch(
+            answer({"BestFrame": FILES["BestFrame"]}), stopping=lambda: False
+        )
+    [missing] = result.missing
+    assert "redirected too many times" in missing.reason
