@@ -24,6 +24,7 @@ PART: Final = ".part-"
 CHUNK: Final = 1 << 20
 # A partial file this old belongs to no download still running (a link lives 10 minutes).
 STALE_PART_SECONDS: Final = 3600.0
+THREAD_WRITE: Final = 1 << 18
 
 
 def is_part(name: str) -> bool:
@@ -43,11 +44,13 @@ class _LocalUpload:
         self._done = False
 
     async def write(self, chunk: bytes) -> None:
-        # Page-cache writes of a chunk take microseconds: no thread hop per chunk.
+        # A small write to the page cache takes microseconds: in place. A large one (the
+        # downloads hand over megabyte blocks) goes to a thread, off the event loop.
         assert self._fd is not None, "write after commit or discard"
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        if len(chunk) >= THREAD_WRITE:
+            await asyncio.to_thread(_write_all, self._fd, chunk)
+        else:
+            _write_all(self._fd, chunk)
 
     async def commit(self) -> bool:
         fd = self._fd
@@ -65,6 +68,12 @@ class _LocalUpload:
             self._fd = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _publish(fd: int, tmp: Path, final: Path) -> bool:
@@ -186,9 +195,7 @@ def _replace(path: Path, data: bytes) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
