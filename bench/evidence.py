@@ -355,8 +355,9 @@ def use_target(r: EvidenceResult) -> Target:
 
 HEADERS = (
     "case", "fields", "concurrency", "tokens", "MB/token", "stored MB", "files", "wall s",
-    "MB/s (wall)", "MB/s (storing)", "API span s", "quota use", "throttled", "max in 1 s window",
-    "max backlog", "poller CPU s (cores)", "simulator CPU s",
+    "MB/s (wall)", "MB/s (storing)", "API span s", "quota use", "throttled", "slowdowns",
+    "below target pace s", "max in 1 s window", "max backlog", "poller CPU s (cores)",
+    "simulator CPU s",
 )  # fmt: skip
 
 
@@ -378,6 +379,8 @@ def _row(r: EvidenceResult) -> list[str]:
         fmt(use.span, 1),
         f"**{use.share:.3f}**",
         str(use.throttled),
+        str(r.summary.slowdowns),
+        fmt(r.summary.below_target, 1),
         f"{use.max_in_window} / {int(QUOTA)}",
         f"{r.backlog_max} / {BACKLOG}{full}",
         f"{r.child.cpu:.1f} ({r.child.cpu / r.child.wall:.2f})",
