@@ -435,12 +435,30 @@ def test_a_missed_evidence_target_says_whether_the_archive_or_the_pacer_was_the_
     assert full.why.startswith("the archive is the limit: it stored 125 MB/s = 6.2 tokens/s")
     assert "reached its 256 at 10.0 s" in full.why
     assert "from 19.0/s before to 5.0/s after" in full.why
-    assert full.why.endswith("; 2 requests throttled")
+    assert full.why.endswith(
+        "; 2 requests throttled, the pace lowered 0 time(s), 0.0 s below its target "
+        "(the backlog at most 264)"
+    )
     throttled = evidence.use_target(_evidence_result(use=replace(use, admitted=100)))
     assert throttled.met is False
-    assert throttled.why == "2 requests throttled (max 21 in 1 s)"
+    assert throttled.why.startswith("2 requests throttled, the pace lowered 0 time(s)")
     idle = evidence.use_target(_evidence_result(use=replace(use, admitted=100, throttled=0)))
     assert idle.why == "the API left slots unused with the backlog at most 40"
+
+
+def test_the_sustained_quota_use_is_the_archive_rate_over_the_quota() -> None:
+    # 125 MB/s at 20 MB a token: 6.25 tokens/s, 0.3125 of the 20/s quota, whatever the run.
+    slow = evidence.sustained_target(_evidence_result())
+    assert slow.met is False
+    assert slow.value == "0.312 (6.2 tokens/s archived)"
+    assert slow.why.startswith("bandwidth: 125 MB/s stored (loopback, MD5, disk; the poller at")
+    assert slow.why.endswith("a run longer than the 256-answer backlog can hide goes at that pace")
+    # An archive faster than the pace: the pace is the limit, 19/20.
+    fast = replace(_evidence_result().stored, last=1000.5)  # 4000 MB/s: 200 tokens/s
+    kept_up = evidence.sustained_target(_evidence_result(stored=fast))
+    assert kept_up.met is True
+    assert kept_up.value.startswith("0.950 (")
+    assert evidence.sustained_use(_evidence_result(stored=fast)) == pytest.approx(0.95)
 
 
 def test_the_backlog_is_answers_not_yet_archived() -> None:
