@@ -5,7 +5,7 @@ python -m bench --quick         # small sizes, a smoke test; prints, writes noth
 python -m bench cpu             # one case alone (~30 s): the poller vs the bare-aiohttp floor
 python -m bench shared          # 1, 2, 4 pollers on one shared quota in Redis (~100 s)
 python -m bench contention      # another client takes part of the quota, then stops (~75 s)
-python -m bench evidence        # --evidence at Tencent's file sizes: MB/s and quota use (~4 min)
+python -m bench evidence        # --evidence at Tencent's file sizes: MB/s and quota use (~3 min)
 python -m bench --only cpu,startup --repeats 5
 """
 

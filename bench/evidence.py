@@ -20,7 +20,7 @@ case so the disk does not fill.
 Every token must come back with exactly one final line whose evidence is complete, and DEST
 must hold exactly the bytes the lines say were fetched: anything else fails the measurement.
 
-    python -m bench evidence            # this measurement alone (~4 min)
+    python -m bench evidence            # this measurement alone (~3 min)
     python -m bench evidence --quick    # tiny files, a smoke test (~15 s)
 """
 
@@ -490,14 +490,14 @@ def run(sizes: Sizes) -> Section:
         "Throttles with archiving on (the quota bench's 20/s case, the same simulator, has "
         "none): the downloads share the event loop that paces the API, and at full sizes the "
         "poller keeps about one core busy hashing and writing. While building this, a monitor "
-        "task in the poller's loop (10 ms ticks, 300 tokens, all fields, 8 downloads) saw "
-        "lags of p50 4.5 ms, p99 8.8 ms, max 48 ms, against p50 0.3, max 5 ms without "
-        "`--evidence`; under asyncio's debug mode one step of `TokenArchive._keep` held the "
-        "loop 140 ms. A late wake-up delays API sends; the pacer's drift-free schedule then "
-        "sends the missed slots 3/4 of a slot apart, and with the +-20 ms jitter a 1 s window "
-        "can hold 21 (seen in the arrival log: a 174 ms gap at 0.3 s, then gaps of 16 and "
-        "28 ms, 21 in the window ending at 1.36 s). Each throttle lowers the pace to 70% and "
-        "costs ~2.5 s below target pace."
+        "task in the poller's loop (10 ms ticks, 300 tokens, all fields, 8 downloads) saw lags "
+        "of p50 4.5 ms, p99 8.8 ms, max 48 ms, against p50 0.3, max 5 ms without `--evidence`, "
+        "and BestFrame + CardImage alone (200 tokens) p99 11 ms, max 42 ms; under asyncio's "
+        "debug mode one step of `TokenArchive._keep` held the loop 140 ms. A late wake-up "
+        "delays API sends; the pacer's drift-free schedule then sends the missed slots 3/4 of a"
+        " slot apart, and with the +-20 ms jitter a 1 s window can hold 21 (seen in the arrival"
+        " log: a 174 ms gap at 0.3 s, then gaps of 16 and 28 ms, 21 in the window ending at "
+        "1.36 s). Each throttle lowers the pace to 70% and costs ~2.5 s below target pace."
     )
     for r in results:
         section.commands.append(f"# {r.case.name}")
