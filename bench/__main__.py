@@ -5,6 +5,7 @@ python -m bench --quick         # small sizes, a smoke test; prints, writes noth
 python -m bench cpu             # one case alone (~30 s): the poller vs the bare-aiohttp floor
 python -m bench shared          # 1, 2, 4 pollers on one shared quota in Redis (~100 s)
 python -m bench contention      # another client takes part of the quota, then stops (~75 s)
+python -m bench evidence        # --evidence at Tencent's file sizes: MB/s and quota use (~3 min)
 python -m bench --only cpu,startup --repeats 5
 """
 
@@ -18,13 +19,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import contention, cpu, quota, reconcile, scale, shared, startup
+from bench import contention, cpu, evidence, quota, reconcile, scale, shared, startup
 from bench.model import Section, Sizes
 from bench.procs import SimulatorDied
 from bench.report import render
 
 DOC = Path("docs/benchmarks.md")
-MEASUREMENTS = ("quota", "cpu", "sdk", "scale", "startup", "reconcile", "shared", "contention")
+MEASUREMENTS = (
+    "quota", "cpu", "sdk", "scale", "startup", "reconcile", "shared", "contention", "evidence",
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "reconcile": lambda: reconcile.run(sizes),
         "shared": lambda: shared.run(sizes),
         "contention": lambda: contention.run(sizes),
+        "evidence": lambda: evidence.run(sizes),
     }
     if "shared" in chosen:
         try:

@@ -57,6 +57,9 @@ class Sizes:
     contention_tokens: int  # the poller's, per contention case
     contention_start: float  # the other client starts this long after the poller's first request
     contention_for: float  # ... and sends for this long
+    evidence_full_tokens: int  # per all-fields case: its run is as long as the archive takes
+    evidence_seconds: float  # the lean case, at the paced rate
+    evidence_scale: float  # the simulator's --media-scale (1 = Tencent's example sizes)
 
     @classmethod
     def full(cls) -> Sizes:
@@ -70,6 +73,9 @@ class Sizes:
             contention_tokens=570,
             contention_start=5.0,
             contention_for=8.0,
+            evidence_full_tokens=480,
+            evidence_seconds=40.0,
+            evidence_scale=1.0,
         )
 
     @classmethod
@@ -84,6 +90,9 @@ class Sizes:
             contention_tokens=200,
             contention_start=2.0,
             contention_for=3.0,
+            evidence_full_tokens=60,
+            evidence_seconds=3.0,
+            evidence_scale=0.01,
         )
 
 

@@ -10,8 +10,10 @@ they are counted; throttled requests are not admitted and count against the poll
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.model import ACTION, MARGIN, Section, Sizes, Table, Target, fmt
 from bench.procs import (
@@ -79,6 +81,34 @@ class QuotaResult:
     simulator_argv: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class QuotaUse:
+    """A run's use of the quota as the simulator's `/__stats` counted it (the module's
+    definition), for every measurement that holds a run against the quota."""
+
+    admitted: int
+    throttled: int
+    max_in_window: int
+    span: float  # first to last API request the simulator saw
+    rate: float  # the quota, requests/s
+
+    @property
+    def share(self) -> float:
+        return (self.admitted / self.rate) / self.span if self.span > 0 else 0.0
+
+
+def quota_use(stats: Mapping[str, Any], rate: float) -> QuotaUse:
+    requests = int(stats["by_action"].get(ACTION, 0))
+    throttled = int(stats["throttled"])
+    return QuotaUse(
+        admitted=requests - throttled - int(stats["signature_failures"]),
+        throttled=throttled,
+        max_in_window=int(stats["max_in_window"]),
+        span=float(stats["last_request_at"] or 0.0) - float(stats["first_request_at"] or 0.0),
+        rate=rate,
+    )
+
+
 def tokens_for(rate: float, seconds: float) -> int:
     """Enough tokens to keep a poller pacing 5% under `rate` busy for `seconds`."""
     return max(5, round(rate * (1.0 - MARGIN) * seconds))
@@ -94,19 +124,17 @@ def measure(case: QuotaCase, workdir: Path) -> QuotaResult:
         child = run_poller(argv)
         stats = sim.stats()
         sim_argv = sim.argv
-    requests = int(stats["by_action"].get(ACTION, 0))
-    throttled = int(stats["throttled"])
-    admitted = requests - throttled - int(stats["signature_failures"])
-    span = float(stats["last_request_at"] or 0.0) - float(stats["first_request_at"] or 0.0)
+    use = quota_use(stats, case.rate)
+    admitted, span = use.admitted, use.span
     with output.open("rb") as fh:
         lines = sum(1 for _ in fh)
     return QuotaResult(
         case=case,
         admitted=admitted,
-        throttled=throttled,
-        max_in_window=int(stats["max_in_window"]),
+        throttled=use.throttled,
+        max_in_window=use.max_in_window,
         span=span,
-        share=(admitted / case.rate) / span if span > 0 else 0.0,
+        share=use.share,
         share_with_startup=(admitted / case.rate) / child.wall,
         unused=max(span - (admitted - 1) / (case.rate * (1.0 - MARGIN)), 0.0),
         lines=lines,

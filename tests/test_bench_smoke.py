@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -10,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench_main
-from bench import contention, cpu, quota, shared
+from bench import contention, cpu, evidence, quota, shared
 from bench.model import QUOTA, Section, Sizes, Table
 from bench.procs import ChildResult, parse_summary
 from bench.report import render
+from poller.evidence.local import PART
+from poller.evidence.manifest import MANIFEST
 
 
 def test_one_quota_measurement_end_to_end(tmp_path: Path) -> None:
@@ -324,3 +328,185 @@ def test_a_missed_contention_target_is_not_met_and_says_why() -> None:
     rows = contention.case_table(base).rows
     assert rows[0] == ["poller requests (admitted + throttled)", "100 (90 + 10)", "", ""]
     assert rows[2][2:] == ["<= 5 s", "**met**"]
+
+
+def test_the_evidence_measurement_end_to_end(tmp_path: Path) -> None:
+    # A real run with --evidence against the simulator's media at 1% of Tencent's sizes: every
+    # file is counted from DEST, against the lines and the simulator, and DEST is gone after.
+    case = evidence.EvidenceCase("smoke", tokens=30, scale=0.01)
+    result = evidence.measure(case, tmp_path)
+    assert not (tmp_path / "evidence").exists()
+    assert result.child.returncode == 0
+    assert result.summary.tokens == 30
+    assert result.stored.files > 30  # a card and at least one attempt a token
+    assert result.stored.bytes == result.fetched_bytes > 0
+    assert len(result.stored.manifests) == 30
+    assert sum(result.stored.per_second) == result.stored.bytes
+    assert result.stored.first <= result.stored.last
+    assert result.use.throttled == 0
+    assert 0 < result.use.max_in_window <= 20
+    assert result.use.admitted == 30
+    assert result.use.share == pytest.approx(30 / (20.0 * result.use.span))
+    assert len(result.api) == 30
+    assert result.api[0] == 0.0
+    assert sum(result.api_per_second()) == 30
+    assert 1 <= result.backlog_max <= evidence.BACKLOG
+    assert result.backlog_full_at is None
+    assert result.mb_per_token == pytest.approx(result.stored.bytes / 1e6 / 30)
+
+    target = evidence.use_target(result)
+    assert target.met is (round(result.use.share, 3) >= evidence.TARGET_USE)
+    assert (target.why == "") is target.met
+    section = Section("Evidence archiving", "intro", [], [target])
+    section.tables.append(Table(evidence.HEADERS, [evidence._row(result)]))
+    section.tables.append(evidence.series_table([result]))
+    text = render(
+        [section],
+        command="python -m bench --only evidence",
+        started=datetime.now(UTC),
+        seconds=1.0,
+        load_before=(0.0, 0.0, 0.0),
+        load_after=(0.0, 0.0, 0.0),
+    )
+    lines = text.splitlines()
+    assert (
+        f"| quota use with archiving on, smoke | >= 0.9 | {target.value} | "
+        f"**{target.verdict}** | {target.why or '-'} |"
+    ) in lines
+    assert any(line.startswith("| smoke | all | 8 | 30 | ") for line in lines), text
+
+
+def _evidence_result(**changes: object) -> evidence.EvidenceResult:
+    stderr = (
+        "summary: 100 tokens in 20.0 s: passed 100; not final 0; requests 100 (retries 0, "
+        "throttled 0, slowdowns 0); effective rate 5.00 req/s (pacing 19.00 of 19.00)\n"
+    )
+    # 100 tokens of 20 MB: 2000 MB stored in 20 s of wall time, the files over 16 s.
+    base = evidence.EvidenceResult(
+        case=evidence.EvidenceCase("made-up", tokens=100, scale=1.0),
+        use=quota.QuotaUse(admitted=100, throttled=0, max_in_window=20, span=99 / 19, rate=20.0),
+        stored=evidence.Stored(
+            files=2500, bytes=2_000_000_000, first=1000.0, last=1016.0,
+            per_second=(125e6,) * 16, manifests=(),
+        ),
+        fetched_bytes=2_000_000_000,
+        api=tuple(k / 19 for k in range(100)),
+        backlog_max=40,
+        backlog_full_at=None,
+        summary=parse_summary(stderr),
+        child=ChildResult((), 0, 0.0, 20.0, 8.0, 2.0, 60.0, "", stderr),
+        simulator_cpu=6.0,
+        simulator_argv=(),
+    )  # fmt: skip
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_the_evidence_figures_are_bytes_over_time() -> None:
+    r = _evidence_result()
+    assert r.mb_per_token == pytest.approx(20.0)
+    assert r.mb_per_s == pytest.approx(100.0)  # over the wall time
+    assert r.mb_per_s_storing == pytest.approx(125.0)  # first file stored to last
+    assert r.tokens_per_s == pytest.approx(6.25)
+    assert r.pace(0.0, 1.0) == pytest.approx(19.0)
+    assert r.pace(2.0, 2.0) == 0.0
+    assert r.api_per_second()[:5] == [19, 19, 19, 19, 19]
+    assert sum(r.api_per_second()) == 100
+    row = evidence._row(r)
+    assert row[4:10] == ["20.00", "2,000", "2500", "20.0", "**100.0**", "125.0"]
+    assert row[-3:] == ["40 / 256", "10.0 (0.50)", "6.0"]
+    # No files stored: no span, no rate (never a division by zero).
+    empty = replace(r.stored, files=0, bytes=0, first=0.0, last=0.0)
+    assert _evidence_result(stored=empty).mb_per_s_storing == 0.0
+
+
+def test_a_missed_evidence_target_says_whether_the_archive_or_the_pacer_was_the_limit() -> None:
+    ok = evidence.use_target(_evidence_result())
+    assert ok.met is True
+    assert ok.value == f"{100 / 20 / (99 / 19):.3f}, 0 throttled"
+    assert ok.why == ""
+    # The backlog filled at 10 s: 19/s before, 5/s after (10 s more for the last 50).
+    api = tuple(k / 19 for k in range(190)) + tuple(10 + k / 5 for k in range(50))
+    use = quota.QuotaUse(admitted=240, throttled=2, max_in_window=21, span=api[-1], rate=20.0)
+    full = evidence.use_target(
+        _evidence_result(api=api, use=use, backlog_max=264, backlog_full_at=10.0)
+    )
+    assert full.met is False
+    assert full.value == f"{240 / 20 / api[-1]:.3f}, 2 throttled"
+    assert full.why.startswith("the archive is the limit: it stored 125 MB/s = 6.2 tokens/s")
+    assert "reached its 256 at 10.0 s" in full.why
+    assert "from 19.0/s before to 5.0/s after" in full.why
+    assert full.why.endswith(
+        "; 2 requests throttled, the pace lowered 0 time(s), 0.0 s below its target "
+        "(the backlog at most 264)"
+    )
+    throttled = evidence.use_target(_evidence_result(use=replace(use, admitted=100)))
+    assert throttled.met is False
+    assert throttled.why.startswith("2 requests throttled, the pace lowered 0 time(s)")
+    idle = evidence.use_target(_evidence_result(use=replace(use, admitted=100, throttled=0)))
+    assert idle.why == "the API left slots unused with the backlog at most 40"
+
+
+def test_the_sustained_quota_use_is_the_archive_rate_over_the_quota() -> None:
+    # 125 MB/s at 20 MB a token: 6.25 tokens/s, 0.3125 of the 20/s quota, whatever the run.
+    slow = evidence.sustained_target(_evidence_result())
+    assert slow.met is False
+    assert slow.value == "0.312 (6.2 tokens/s archived)"
+    assert slow.why.startswith("bandwidth: 125 MB/s stored (loopback, MD5, disk; the poller at")
+    assert slow.why.endswith("a run longer than the 256-answer backlog can hide goes at that pace")
+    # An archive faster than the pace: the pace is the limit, 19/20.
+    fast = replace(_evidence_result().stored, last=1000.5)  # 4000 MB/s: 200 tokens/s
+    kept_up = evidence.sustained_target(_evidence_result(stored=fast))
+    assert kept_up.met is True
+    assert kept_up.value.startswith("0.950 (")
+    assert evidence.sustained_use(_evidence_result(stored=fast)) == pytest.approx(0.95)
+
+
+def test_the_backlog_is_answers_not_yet_archived() -> None:
+    # Answered at 0, 1, 2, 3; archived at 0.5, 4, 4, 5: two wait at 2, three at 3.
+    assert evidence.max_backlog([0, 1, 2, 3], [0.5, 4, 4, 5], room=3) == (3, 3)
+    assert evidence.max_backlog([0, 1, 2, 3], [0.5, 4, 4, 5], room=4) == (3, None)
+    assert evidence.max_backlog([], [], room=1) == (0, None)
+
+
+def test_every_token_needs_one_final_line_with_complete_evidence() -> None:
+    def line(
+        token: str, *, final: bool = True, missing: int = 0, evidence_on: bool = True
+    ) -> bytes:
+        ev = {"missing": [{"field": "BestFrame", "reason": "x"}] * missing}
+        return json.dumps(
+            {"token": token, "final": final, "evidence": ev if evidence_on else None}
+        ).encode()
+
+    good = [line("a"), line("b")]
+    assert evidence.evidence_problems(good, ["a", "b"]) == ""
+    bad = [
+        line("a", final=False),
+        line("a"),
+        line("x", evidence_on=False),
+        line("b", missing=1),
+        b"not json",
+    ]
+    assert evidence.evidence_problems(bad, ["a", "b", "c"]) == (
+        "1 tokens without a line, 1 tokens twice or more, 1 lines of other tokens, "
+        "1 unreadable lines, 1 lines not final, 1 lines without evidence, "
+        "1 lines with evidence missing (e.g. {'field': 'BestFrame', 'reason': 'x'})"
+    )
+
+
+def test_dest_is_read_back_file_by_file(tmp_path: Path) -> None:
+    token = tmp_path / "tok-1"
+    token.mkdir()
+    for name, size, at in (("a.mp4", 3000, 101.2), ("b.jpg", 500, 103.9), (MANIFEST, 80, 104.0)):
+        (token / name).write_bytes(b"x" * size)
+        os.utime(token / name, (at, at))
+    stored = evidence.read_dest(tmp_path, origin=100.0)
+    assert (stored.files, stored.bytes) == (2, 3500)
+    assert stored.first == pytest.approx(101.2)
+    assert stored.last == pytest.approx(103.9)
+    assert stored.per_second == (0.0, 3000.0, 0.0, 500.0)
+    [(where, when)] = stored.manifests
+    assert where == "tok-1"
+    assert when == pytest.approx(104.0)
+    (token / f".c.jpg{PART}1-ab").write_bytes(b"")
+    with pytest.raises(RuntimeError, match="a partial download was left"):
+        evidence.read_dest(tmp_path, origin=100.0)
