@@ -323,6 +323,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
+    if args.evidence is not None and not args.evidence.strip():
+        # `--evidence "$DEST"` with DEST unset: a night that keeps nothing must not look fine.
+        raise UserError("--evidence needs a destination (a directory or s3://bucket/prefix).")
     flags = {name: getattr(args, name) for name in RUN_FLAGS}
     settings, warnings = build_settings(config_path=args.config, flags=flags, env=os.environ)
     # Checked by the settings to be one of the two.

@@ -40,6 +40,27 @@ COMPARE_EVIDENCE_FIELDS: tuple[str, ...] = (
     "CardInfoInputJson",
 )
 EVIDENCE_FIELDS: tuple[str, ...] = CARD_EVIDENCE_FIELDS + COMPARE_EVIDENCE_FIELDS
+#: URL schemes of the object stores `evidence` may name (obstore's S3, GCS, Azure).
+OBJECT_STORES: frozenset[str] = frozenset({"s3", "gs", "az"})
+
+
+def evidence_problem(dest: str) -> str | None:
+    """Why `dest` cannot be an evidence destination (a scheme no store has, a file:// URL of
+    another host), or None. A plain path always can, as far as its text goes."""
+    if "://" not in dest:
+        return None
+    parts = urlsplit(dest)
+    scheme = parts.scheme.lower()
+    if scheme in OBJECT_STORES:
+        return None
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            return f"evidence {dest} names another host; use a path on this machine"
+        return None
+    return (
+        f"evidence {scheme or '(none)'}:// is not a store this poller knows; use a directory, "
+        "s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
+    )
 
 
 class Detail(StrEnum):
@@ -400,6 +421,8 @@ def _check(s: Settings, origins: Mapping[str, str]) -> None:
         )
     if s.evidence and s.evidence != s.evidence.strip():
         raise fail("evidence", "evidence must not start or end with spaces")
+    if s.evidence and (problem := evidence_problem(s.evidence)):
+        raise fail("evidence", problem)
     if s.ca_bundle and not os.path.isfile(s.ca_bundle):
         raise fail("ca_bundle", f"ca_bundle {s.ca_bundle} is not a readable file")
     if s.ca_bundle:

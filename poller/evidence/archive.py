@@ -126,6 +126,22 @@ class Archive:
     def manifest_where(self, token: str) -> str:
         return self.store.where(f"{token_dir(token)}/{MANIFEST}")
 
+    async def _set_aside(self, key: str) -> str:
+        """Copy an unreadable manifest to `manifest.unreadable-<UTC>.json` (write-once)."""
+        data = await _read_all(self.store, key)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
+        base = key.rpartition("/")[0]
+        for n in range(100):
+            name = f"{base}/manifest.unreadable-{stamp}{f'-{n}' if n else ''}.json"
+            upload = self.store.begin(name)
+            try:
+                await upload.write(data)
+                if await upload.commit():
+                    return name
+            finally:
+                await upload.discard()
+        raise StoreError(f"cannot set the unreadable manifest {self.store.where(key)} aside")
+
     async def token(self, token: str) -> TokenArchive:
         directory = token_dir(token)
         manifest = Manifest.empty(token)
@@ -134,9 +150,15 @@ class Archive:
             if await self.store.size(key) is not None:
                 manifest = Manifest.from_bytes(await _read_all(self.store, key))
         except ManifestError as exc:
-            # Left as it is on disk for an auditor to see; the files it lists are still found
-            # by name and checked, and the next write replaces it with a readable one.
-            log.warning("the manifest %s is unreadable (%s); rebuilding it", key, exc)
+            # Kept for an auditor to see, under a name of its own, before a readable one is
+            # written: the files it lists are still found by name and checked.
+            kept = await self._set_aside(key)
+            log.warning(
+                "the manifest %s is unreadable (%s); kept as %s, a new one is written",
+                self.store.where(key),
+                exc,
+                self.store.where(kept),
+            )
         except FileNotFoundError:
             pass
         if isinstance(self.store, LocalStore):
@@ -234,7 +256,11 @@ class TokenArchive:
                 with attempt:
                     await self._download_once(item, name)
         except DownloadFailed as failed:
-            tries = "" if failed.kind is not Kind.RETRY else f" ({a.attempts} attempts)"
+            tries = (
+                ""
+                if failed.kind is not Kind.RETRY
+                else f" ({a.attempts} attempt{'s' if a.attempts != 1 else ''})"
+            )
             log.debug("token %s: %s not kept: %s%s", self.token, item.field, failed.reason, tries)
             return Missing(item.field, failed.reason + tries, relink=failed.kind is Kind.RELINK)
         except FetchStopped:

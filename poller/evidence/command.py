@@ -11,7 +11,12 @@ import asyncio
 import os
 import sys
 
-from poller.evidence.destination import EvidenceUnavailable, is_object_store, open_store
+from poller.evidence.destination import (
+    EvidenceUnavailable,
+    is_object_store,
+    local_path,
+    open_store,
+)
 from poller.evidence.store import StoreError
 from poller.evidence.verify import Problem, verify
 
@@ -32,9 +37,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     dest: str = args.dest
-    if not is_object_store(dest) and not os.path.isdir(os.path.expanduser(dest)):
-        print(f"poller: error: {dest} is not a directory.", file=sys.stderr)
-        return EXIT_USAGE
+    if not is_object_store(dest):
+        try:
+            path = local_path(dest)
+        except ValueError as exc:
+            print(f"poller: error: {exc}.", file=sys.stderr)
+            return EXIT_USAGE
+        if not os.path.isdir(os.path.expanduser(path)):
+            print(f"poller: error: {dest} is not a directory.", file=sys.stderr)
+            return EXIT_USAGE
     try:
         return asyncio.run(_verify(dest, quiet=args.quiet))
     except (StoreError, EvidenceUnavailable) as exc:

@@ -7,24 +7,23 @@ whose media it cannot keep.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from poller.config.settings import Settings
+from poller.config.settings import OBJECT_STORES, Settings, evidence_problem
 from poller.errors import PollerError
 from poller.evidence.archive import Archive
 from poller.evidence.download import open_download_session
 from poller.evidence.local import LocalStore
 from poller.evidence.store import EvidenceStore, StoreError
 
-#: URL schemes that name an object store (obstore's: S3 and S3-compatible such as Tencent COS,
-#: Google Cloud Storage, Azure Blob Storage; memory:// for tests).
-OBJECT_STORE_SCHEMES: Final = frozenset(
-    {"s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "memory"}
-)
+# How long the start check may take: a store that accepts connections and never answers
+# must not hold the run (and the night) at its start.
+CHECK_SECONDS: Final = 30.0
 
 
 class EvidenceUnavailable(PollerError):
@@ -32,7 +31,10 @@ class EvidenceUnavailable(PollerError):
 
 
 def is_object_store(dest: str) -> bool:
-    return urlsplit(dest).scheme.lower() in OBJECT_STORE_SCHEMES
+    """s3://, gs://, az:// (obstore's S3, which Tencent COS speaks, GCS and Azure). Never
+    memory://: an archive that vanished with the process would let every token be final with
+    nothing kept."""
+    return urlsplit(dest).scheme.lower() in OBJECT_STORES
 
 
 def open_store(dest: str) -> EvidenceStore:
@@ -42,22 +44,28 @@ def open_store(dest: str) -> EvidenceStore:
         from poller.evidence.object_store import open_object_store  # obstore: only when used
 
         return open_object_store(dest)
+    try:
+        return LocalStore(local_path(dest))
+    except ValueError as exc:
+        raise EvidenceUnavailable(f"{exc}.") from None
+
+
+def local_path(dest: str) -> str:
+    """The directory a non-object-store DEST names: a path, or a `file://` URL (ValueError for
+    a scheme this poller does not know, or a file:// URL naming another host)."""
+    problem = evidence_problem(dest)
+    if problem:
+        raise ValueError(problem)
     parts = urlsplit(dest)
-    if parts.scheme == "file":
-        return LocalStore(parts.path)
-    if parts.scheme and len(parts.scheme) > 1 and "://" in dest:
-        raise EvidenceUnavailable(
-            f"evidence {dest.split('://')[0]}:// is not a store this poller knows; use a "
-            "directory, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix."
-        )
-    return LocalStore(dest)
+    return unquote(parts.path) if parts.scheme == "file" else dest
 
 
 async def check_destination(dest: str) -> None:
-    """Open and check `dest` (EvidenceUnavailable if it cannot be written), then let go."""
+    """Open and check `dest` (EvidenceUnavailable if it cannot be written), then let go;
+    a directory that does not exist yet is not created (the run creates it)."""
     store = _opened(dest)
     try:
-        await _checked(store, dest)
+        await _checked(store, dest, create=False)
     finally:
         await store.close()
 
@@ -69,11 +77,21 @@ def _opened(dest: str) -> EvidenceStore:
         raise EvidenceUnavailable(f"the evidence destination cannot be used: {exc}") from None
 
 
-async def _checked(store: EvidenceStore, dest: str) -> None:
+async def _checked(store: EvidenceStore, dest: str, *, create: bool = True) -> None:
     try:
-        await store.check()
+        async with asyncio.timeout(CHECK_SECONDS):
+            if isinstance(store, LocalStore):
+                await store.check(create=create)
+            else:
+                await store.check()
     except StoreError as exc:
-        raise EvidenceUnavailable(f"the evidence destination cannot be used: {exc}") from None
+        raise EvidenceUnavailable(
+            f"the evidence destination cannot be used: {str(exc).rstrip('.')}."
+        ) from None
+    except TimeoutError:
+        raise EvidenceUnavailable(
+            f"the evidence destination {dest} did not answer within {CHECK_SECONDS:g} s."
+        ) from None
 
 
 @asynccontextmanager

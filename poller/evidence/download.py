@@ -108,6 +108,11 @@ async def download(session: aiohttp.ClientSession, item: Wanted, upload: Upload)
         raise DownloadFailed(Kind.RETRY, f"cannot connect: {_os_reason(exc)}") from None
     except (aiohttp.ClientError, OSError) as exc:
         raise DownloadFailed(Kind.RETRY, f"the download failed ({type(exc).__name__})") from None
+    except ValueError:
+        # A link no HTTP client can use (a port out of range, an empty host label, a NUL):
+        # yarl and aiohttp say so with ValueError or UnicodeError, the link in the message.
+        reason = f"the link is not a valid URL ({shown_url(item.url)})"
+        raise DownloadFailed(Kind.REFUSED, reason) from None
     if received != item.size:
         raise DownloadFailed(
             Kind.RETRY, f"received {received} bytes where the answer states {item.size}"

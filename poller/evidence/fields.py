@@ -92,7 +92,7 @@ def wanted(
 
 def _check(path: str, url: str, md5: object, size: object) -> Wanted | Unusable:
     if not is_allowed_link(url):
-        return Unusable(path, f"the link is not https (shown: {shown_url(url)})")
+        return Unusable(path, f"the link is not a usable https link ({shown_url(url)})")
     if not isinstance(md5, str) or not _MD5.fullmatch(md5):
         return Unusable(path, "the answer gives no MD5 to check the file against")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -130,12 +130,15 @@ def token_dir(token: str) -> str:
 
 def is_allowed_link(url: str) -> bool:
     """https anywhere; plain http only to a loopback address (the simulator)."""
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        return False
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
     except ValueError:
         return False
-    if not host:
+    if not host or ".." in host or host.startswith(".") or len(host) > 253:
         return False
     if parts.scheme == "https":
         return True

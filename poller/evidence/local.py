@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
+import socket
+import stat
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from typing import Final
 from poller.evidence.store import StoreError
 
 PART: Final = ".part-"
+_HOST: Final = socket.gethostname().replace("-", "_") or "host"
 CHUNK: Final = 1 << 20
 # A partial file this old belongs to no download still running (a link lives 10 minutes).
 STALE_PART_SECONDS: Final = 3600.0
@@ -37,7 +41,7 @@ class _LocalUpload:
 
     def __init__(self, final: Path) -> None:
         self._final = final
-        self._tmp = final.with_name(f".{final.name}{PART}{os.getpid()}-{secrets.token_hex(4)}")
+        self._tmp = _part_name(final)
         self._fd: int | None = os.open(
             self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
         )
@@ -47,10 +51,14 @@ class _LocalUpload:
         # A small write to the page cache takes microseconds: in place. A large one (the
         # downloads hand over megabyte blocks) goes to a thread, off the event loop.
         assert self._fd is not None, "write after commit or discard"
-        if len(chunk) >= THREAD_WRITE:
-            await asyncio.to_thread(_write_all, self._fd, chunk)
-        else:
-            _write_all(self._fd, chunk)
+        try:
+            if len(chunk) >= THREAD_WRITE:
+                await asyncio.to_thread(_write_all, self._fd, chunk)
+            else:
+                _write_all(self._fd, chunk)
+        except OSError as exc:
+            # The disk, not the download: no point fetching the file again.
+            raise StoreError(f"cannot write in {self._final.parent}: {_why(exc)}") from None
 
     async def commit(self) -> bool:
         fd = self._fd
@@ -58,6 +66,8 @@ class _LocalUpload:
         self._fd = None
         try:
             return await asyncio.to_thread(_publish, fd, self._tmp, self._final)
+        except OSError as exc:
+            raise StoreError(f"cannot store {self._final}: {_why(exc)}") from None
         finally:
             self._done = True
             await self.discard()
@@ -68,6 +78,36 @@ class _LocalUpload:
             self._fd = None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._tmp)
+
+
+def _part_name(final: Path) -> Path:
+    """`.NAME.part-HOST-PID-RANDOM`: hidden, never a final name, and telling which process on
+    which machine writes it, so a later run can tell a crash's leftover from a live download."""
+    return final.with_name(f".{final.name}{PART}{_HOST}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EPERM and exc.filename2 is not None:
+        return "the file system refuses hard links (use one that has them, or an object store)"
+    return exc.strerror or type(exc).__name__
+
+
+def _abandoned(name: str, mtime: float, cutoff: float) -> bool:
+    """A partial file no download is writing: its process (on this host) is gone, or it is
+    older than any download can last."""
+    if mtime < cutoff:
+        return True
+    host, _, rest = name.partition(PART)[2].partition("-")
+    pid = rest.partition("-")[0]
+    if host != _HOST or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -102,7 +142,8 @@ class LocalStore:
     """DEST as a directory tree: DEST/<token>/<stored name>."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).expanduser()
+        # Absolute: the lines' `manifest` paths must mean the same wherever they are read.
+        self.root = Path(os.path.abspath(Path(root).expanduser()))
 
     def __repr__(self) -> str:
         return f"<LocalStore {self.root}>"
@@ -143,7 +184,11 @@ class LocalStore:
             raise StoreError(f"cannot read {self.where(key)}: {exc.strerror or exc}") from None
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
-        with open(self._path(key), "rb") as fh:  # noqa: ASYNC230 - chunks are read on a thread
+        path = self._path(key)
+        # Never open what is not a regular file: a FIFO under a listed name would block.
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise IsADirectoryError(errno.EINVAL, "not a regular file", str(path))
+        with open(path, "rb") as fh:  # noqa: ASYNC230 - chunks are read on a thread
             while chunk := await asyncio.to_thread(fh.read, CHUNK):
                 yield chunk
 
@@ -170,28 +215,56 @@ class LocalStore:
         except OSError:
             return 0
         for entry in entries:
-            if is_part(entry.name) and entry.stat().st_mtime < cutoff:
-                with contextlib.suppress(FileNotFoundError):
+            if not is_part(entry.name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if _abandoned(entry.name, entry.stat().st_mtime, cutoff):
                     os.unlink(entry.path)
                     removed += 1
         return removed
 
-    async def check(self) -> None:
+    async def check(self, *, create: bool = True) -> None:
+        """The directory (or, with `create` False, its nearest existing parent) is a directory
+        this process may write, on a file system with hard links (write-once rests on them)."""
+        await asyncio.to_thread(self._check, create)
+
+    def _check(self, create: bool) -> None:
+        where = self.root
         try:
-            self._dir(self.root)
-            if not os.access(self.root, os.W_OK | os.X_OK):
-                raise PermissionError(13, "permission denied")
+            if create:
+                self._dir(self.root)
+            while not os.path.lexists(where) and where.parent != where:
+                where = where.parent
+            if not where.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory")
+            if not os.access(where, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "permission denied")
+            _probe_links(where)
         except OSError as exc:
+            shown = self.root if where == self.root else f"{self.root} ({where})"
             raise StoreError(
-                f"the evidence directory {self.root} cannot be written: {exc.strerror or exc}"
+                f"the evidence directory {shown} cannot be written: {_why(exc)}"
             ) from None
 
     async def close(self) -> None:
         return None
 
 
+def _probe_links(where: Path) -> None:
+    """Create a hidden file and hard-link it (what every commit does), then remove both."""
+    probe = _part_name(where / "write-check")
+    linked = probe.with_name(probe.name + "-link")
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        os.link(probe, linked)
+        os.unlink(linked)
+    finally:
+        os.unlink(probe)
+
+
 def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}{PART}{os.getpid()}-{secrets.token_hex(4)}")
+    tmp = _part_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         try:

@@ -16,9 +16,13 @@ request URLs, so only a short cause (the store's error code, or a kind) is kept.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
 import re
+import secrets
 from collections.abc import AsyncIterator, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -70,6 +74,13 @@ _CAUSES = {
     "ExpiredToken": "the credentials have expired",
 }
 _READ_CHUNK = 256 * 1024  # streamed media stays in small pieces, not obstore's 10 MB default
+# obstore retries a failed request up to 10 times within 3 minutes by default; a run has its
+# own retries and a start check must not hang for minutes: a few, within a minute.
+_RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=60)}
+# Where obstore reads an S3 endpoint from; a value that is no URL makes it panic (a Rust
+# panic, not an error), so it is checked here first.
+_ENDPOINT_KEYS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT")
+PROBE_PREFIX = ".poller-write-check-"
 
 
 def open_object_store(url: str, *, options: Mapping[str, str] | None = None) -> ObjectStore:
@@ -86,6 +97,8 @@ def open_object_store(url: str, *, options: Mapping[str, str] | None = None) -> 
         raise StoreError(f"The evidence URL {shown} is not s3://, gs:// or az:// with a bucket.")
     config: dict[str, Any] = {}
     client: dict[str, Any] = {}
+    if parts.scheme == "s3":
+        _check_endpoint(options or {})
     for key, value in (options or {}).items():
         name = key.lower()
         if name.removeprefix("aws_") in _CLIENT_KEYS:
@@ -93,11 +106,13 @@ def open_object_store(url: str, *, options: Mapping[str, str] | None = None) -> 
         else:
             config[name] = value
     try:
-        backend = from_url(url, config=config or None, client_options=client or None)  # type: ignore[arg-type]
+        backend = from_url(  # type: ignore[call-overload]
+            url, config=config or None, client_options=client or None, retry_config=_RETRY
+        )
     except UnknownConfigurationKeyError:
         raise StoreError(f"An option given for {url} is not one obstore knows.") from None
-    except BaseError as exc:
-        raise _failure(f"open the evidence store {url}", exc) from None
+    except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+        raise _failure(f"open the evidence store {url}", _unpanicked(exc)) from None
     return ObjectStore(backend, url.rstrip("/"))
 
 
@@ -115,23 +130,32 @@ class ObjectStore:
         return ObjectUpload(self, key)
 
     async def check(self) -> None:
-        """Fail at start, in one sentence, when the bucket is missing or the credentials are
-        wrong: one list request, before the run spends quota on answers it could not keep.
-        (Listing proves reading; a credential that may list but not write fails at the first
-        commit, since a probe object would be debris in a write-once archive.)"""
+        """Fail at start, in one sentence, when the bucket is missing, the credentials are
+        wrong or may not write: a list request, then a tiny probe object created and deleted
+        (a credential that may read but not write would otherwise download every file of the
+        run and store none). A probe a delete-less credential cannot remove stays under a
+        hidden name that `evidence verify` and the archive ignore."""
         try:
             async for _ in obstore.list(self._backend, None, chunk_size=1):
                 break
-        except (BaseError, OSError) as exc:
-            raise _failure(f"reach the evidence store {self.url}", exc) from None
+        except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+            raise _failure(f"reach the evidence store {self.url}", _unpanicked(exc)) from None
+        probe = f"{PROBE_PREFIX}{secrets.token_hex(8)}"
+        try:
+            await obstore.put_async(self._backend, probe, b"", mode="create")
+        except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+            raise _failure(f"write to the evidence store {self.url}", _unpanicked(exc)) from None
+        # May write, may not delete (a write-once policy): then the probe stays, hidden.
+        with contextlib.suppress(BaseError, OSError):
+            await obstore.delete_async(self._backend, probe)
 
     async def size(self, key: str) -> int | None:
         try:
             meta = await obstore.head_async(self._backend, key)
         except FileNotFoundError:
             return None  # also a missing bucket, whose HEAD is a bare 404: check() tells them apart
-        except (BaseError, OSError) as exc:
-            raise _failure(f"look up {self.where(key)}", exc) from None
+        except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+            raise _failure(f"look up {self.where(key)}", _unpanicked(exc)) from None
         return meta["size"]
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
@@ -141,22 +165,24 @@ class ObjectStore:
                 yield chunk
         except FileNotFoundError:
             raise FileNotFoundError(self.where(key)) from None
-        except (BaseError, OSError) as exc:
-            raise _failure(f"read {self.where(key)}", exc) from None
+        except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+            raise _failure(f"read {self.where(key)}", _unpanicked(exc)) from None
 
     async def replace(self, key: str, data: bytes) -> None:
         try:
             await obstore.put_async(self._backend, key, data, mode="overwrite", use_multipart=False)
-        except (BaseError, OSError) as exc:
-            raise _failure(f"store {self.where(key)}", exc) from None
+        except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+            raise _failure(f"store {self.where(key)}", _unpanicked(exc)) from None
 
     async def keys(self, prefix: str = "") -> AsyncIterator[str]:
         try:
             async for batch in obstore.list(self._backend, prefix or None):
                 for meta in batch:
-                    yield meta["path"]
-        except (BaseError, OSError) as exc:
-            raise _failure(f"list {self.where(prefix) if prefix else self.url}", exc) from None
+                    if not meta["path"].rsplit("/", 1)[-1].startswith(PROBE_PREFIX):
+                        yield meta["path"]
+        except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+            where = self.where(prefix) if prefix else self.url
+            raise _failure(f"list {where}", _unpanicked(exc)) from None
 
     async def close(self) -> None:
         """Let go of obstore's store (and its HTTP pool) now, while the interpreter runs: one
@@ -176,8 +202,8 @@ class ObjectStore:
             if await self.size(key) is not None:
                 return False
             raise StoreError(f"{self.where(key)} was being written by another writer.") from None
-        except (BaseError, OSError) as exc:
-            raise _failure(f"store {self.where(key)}", exc) from None
+        except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+            raise _failure(f"store {self.where(key)}", _unpanicked(exc)) from None
         return True
 
 
@@ -206,6 +232,42 @@ class ObjectUpload:
         self._chunks = None
 
 
+class _Panic(Exception):
+    """obstore panicked (Rust): a BaseException we turn into a sentence, never let escape."""
+
+
+def _unpanicked(exc: BaseException) -> BaseException:
+    """`exc`, unless it is a Rust panic (then `_Panic`); re-raises what is not obstore's to
+    catch: a cancellation, Ctrl-C, an exit."""
+    if isinstance(exc, (BaseError, OSError)):
+        return exc
+    if "Panic" in type(exc).__name__:
+        return _Panic()
+    raise exc
+
+
+def _check_endpoint(options: Mapping[str, str]) -> None:
+    given = {
+        k.upper() if k.upper().startswith("AWS_") else f"AWS_{k.upper()}": v
+        for k, v in options.items()
+    }
+    for key in _ENDPOINT_KEYS:
+        value = given.get(key, os.environ.get(key))
+        if not value:
+            continue
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise StoreError(
+                f"{key} must be a URL such as https://cos.ap-singapore.myqcloud.com "
+                "(with its https://)."
+            )
+        return
+
+
 def _failure(what: str, exc: BaseException) -> StoreError:
     return StoreError(f"Could not {what}: {_cause(exc)}.")
 
@@ -222,9 +284,17 @@ def _cause(exc: BaseException) -> str:
         return "the credentials were rejected"
     if isinstance(exc, FileNotFoundError):
         return "the bucket does not exist"
+    if isinstance(exc, _Panic):
+        return "obstore failed on its settings (check AWS_ENDPOINT_URL and the other AWS_* values)"
     text = str(exc)
-    if "error sending request" in text or "Connect" in text:
-        return "no connection to its endpoint"
+    if "HTTP scheme is not allowed" in text or "allow_http" in text.lower():
+        return "the endpoint is plain http:// (set AWS_ALLOW_HTTP=true if that is meant)"
+    if "credential" in text.lower() or "169.254.169.254" in text:
+        return "no credentials were found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
     if "timed out" in text.lower():
         return "the request timed out"
+    if "error sending request" in text or "Connect" in text:
+        return "no connection to its endpoint"
+    if "path" in text.lower() and ("invalid" in text.lower() or "empty" in text.lower()):
+        return "the prefix is not a valid object path (no empty parts such as //)"
     return f"obstore raised {type(exc).__name__}"

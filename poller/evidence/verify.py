@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from poller.evidence.manifest import MANIFEST, Entry, Manifest, ManifestError
-from poller.evidence.store import EvidenceStore
+from poller.evidence.store import EvidenceStore, StoreError
 
 _AT_ONCE = 8
 
 
 @dataclass(slots=True)
 class Problem:
-    kind: str  # "missing", "altered", "manifest"
+    kind: str  # "missing", "altered", "unreadable", "manifest"
     where: str
     detail: str
 
@@ -40,17 +40,21 @@ class Verified:
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        """All listed files match, and there was something to check: an auditor pointed at
+        the wrong place (a typo in the prefix, a parent of DEST) must not read "all match"."""
+        return not self.problems and self.tokens > 0
 
     def summary(self) -> str:
         counts: dict[str, int] = defaultdict(int)
         for p in self.problems:
             counts[p.kind] += 1
+        if not self.problems and not self.tokens:
+            return "found no token manifest: nothing was verified (is this the --evidence DEST?)"
         verdict = (
             "all match"
             if self.ok
             else ", ".join(
-                f"{n} {'unreadable manifests' if kind == 'manifest' else kind}"
+                f"{n} {'manifest problems' if kind == 'manifest' else kind}"
                 for kind, n in sorted(counts.items())
             )
         )
@@ -93,15 +97,21 @@ async def _verify_dir(
     result: Verified,
     report: Callable[[Problem], None],
 ) -> None:
+    key = f"{directory}/{MANIFEST}"
     if MANIFEST not in names:
+        # Files without their index: a crash between storing them and writing the manifest
+        # (the next run over the token writes it), or a manifest deleted.
         result.unlisted += len(names)
+        report(Problem("manifest", store.where(key), f"missing; {len(names)} files unlisted"))
         return
     result.tokens += 1
-    key = f"{directory}/{MANIFEST}"
     try:
         manifest = Manifest.from_bytes(b"".join([c async for c in store.read(key)]))
     except ManifestError as exc:
         report(Problem("manifest", store.where(key), f"unreadable ({exc})"))
+        return
+    except (OSError, StoreError) as exc:
+        report(Problem("manifest", store.where(key), f"cannot be read ({_reason(exc)})"))
         return
     listed = {e.stored for e in manifest.entries.values()}
     result.unlisted += len(names - listed - {MANIFEST})
@@ -126,8 +136,16 @@ async def _check(store: EvidenceStore, key: str, entry: Entry, names: set[str]) 
             size += len(chunk)
     except FileNotFoundError:
         return Problem("missing", where, f"{entry.field} is listed but not stored")
+    except (OSError, StoreError) as exc:
+        return Problem("unreadable", where, f"{entry.field} cannot be read ({_reason(exc)})")
     if size != entry.size:
         return Problem("altered", where, f"{size} bytes, the manifest says {entry.size}")
     if digest.hexdigest() != entry.md5:
         return Problem("altered", where, f"MD5 {digest.hexdigest()}, the manifest says {entry.md5}")
     return None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    return str(exc).rstrip(".")

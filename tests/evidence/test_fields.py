@@ -62,7 +62,7 @@ def test_empty_links_are_not_offered_and_bad_ones_are_unusable() -> None:
         "CompareResults[0].BestFrame",
         "CompareResults[1].LiveVideo",
     }
-    assert "not https" in reasons["CardVerifyResults[0].CardVideo"]
+    assert "not a usable https link" in reasons["CardVerifyResults[0].CardVideo"]
     assert all("SECRET" not in r for r in reasons.values())
 
 
