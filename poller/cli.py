@@ -199,7 +199,7 @@ def _add_run_parser(sub: Any) -> None:
         "--evidence-concurrency",
         type=int,
         metavar="N",
-        help="downloads at once, on their own connections (default 8)",
+        help="downloads at once, on their own connections (default 16)",
     )
     p.add_argument(
         "--order",

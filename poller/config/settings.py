@@ -170,7 +170,7 @@ class Settings:
     evidence_fields: tuple[str, ...] = EVIDENCE_FIELDS
     # Downloads at once (their own connections, never the API's), and tokens whose answers wait
     # for them; a full backlog holds the API workers back (the bandwidth is the limit then).
-    evidence_concurrency: int = 8
+    evidence_concurrency: int = 16
     evidence_backlog: int = 256
     # Seconds to connect, and without a byte, before a download counts as failed.
     evidence_timeout: float = 30.0
