@@ -56,11 +56,12 @@ from poller.simulator.media import CARD_FILES, COMPARE_FILES, SPREAD
 
 TARGET_USE = 0.9
 LEAN_FIELDS = ("BestFrame", "CardImage")
-CONCURRENCIES = (8, 16)  # the default, and twice it, for the full-size case
 LOG_SIZE = 200_000
 MB = 1e6
 # The poller's defaults, read from it so the report follows them if they change.
 DEFAULT_CONCURRENCY = Settings().evidence_concurrency
+# For the full-size case: half the default (its earlier value, 8), and the default.
+CONCURRENCIES = (DEFAULT_CONCURRENCY // 2, DEFAULT_CONCURRENCY)
 BACKLOG = Settings().evidence_backlog
 # The most a token can carry at scale 1: the card's files and five attempts', all at +SPREAD.
 MAX_TOKEN_BYTES = (
