@@ -181,6 +181,15 @@ class TokenArchive:
         self._last: Pass | None = None
 
     @property
+    def unsaved(self) -> bool:
+        """Files were added to the manifest since it was last written."""
+        return self._dirty
+
+    def holds(self, field: str) -> bool:
+        """Some file of `field` is kept (whatever answer offered it)."""
+        return any(e.field == field for e in self.manifest.entries.values())
+
+    @property
     def manifest_key(self) -> str:
         return f"{self.directory}/{MANIFEST}"
 

@@ -120,9 +120,11 @@ def token_dir(token: str) -> str:
     token is cut and given a hash, within every file system's 255-byte name limit."""
     if not token:
         return "%"  # never a token's quoted form ("%" alone is no escape): no collision
-    name = quote(token, safe=_SAFE + ".")
+    # "~" (which quote leaves) is escaped too: it marks a cut name below, and must not be
+    # what a token itself can spell.
+    name = quote(token, safe=_SAFE + ".").replace("~", "%7E")
     if not name or set(name) == {"."} or name.startswith("."):
-        name = quote(token, safe=_SAFE).replace(".", "%2E")
+        name = quote(token, safe=_SAFE).replace(".", "%2E").replace("~", "%7E")
     if len(name) > 200:
         name = f"{name[:150]}~{hashlib.sha256(token.encode()).hexdigest()[:32]}"
     return name

@@ -8,13 +8,16 @@ and why (then not final, so the next run asks again and fetches only what is mis
 
 An expired or refused link is renewed by asking the API again (`requery`, a paced request that
 counts in the token's `attempts`), at most `requeries` times per token. After a stop no request
-leaves: what is not kept yet is reported missing. A hard stop cancels the stage's tasks; each
-token it held still gets its line (`abandon`, and the cancelled pass's own handler).
+leaves (a link that expired stays missing), but the downloads of answers in hand go on until
+the grace period ends: they spend no quota, and each kept file is one the next run need not
+ask for. A hard stop cancels the stage's tasks; each token it held still gets its line
+(`abandon`, and the cancelled pass's own handler).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -30,6 +33,8 @@ Write = Callable[[Job, Settled, Report], Awaitable[None]]
 WriteNow = Callable[[Job, Settled, Report], None]
 #: Ask again for fresh links: the fresh answer, or why there is none.
 Requery = Callable[[Job], Awaitable[Settled | str]]
+
+log = logging.getLogger("poller.evidence")
 
 STOPPED_AT_ONCE = "not kept: the run was stopped at once before this file was stored"
 
@@ -53,17 +58,27 @@ class ArchiveStage:
         write: Write,
         write_now: WriteNow,
         stopping: Callable[[], bool],
+        stopped: Callable[[], bool] | None = None,
+        threshold: int = 0,
+        on_broken: Callable[[str], None] | None = None,
     ) -> None:
         self.archive = archive
         self._requeries = requeries
         self._requery = requery
         self._write = write
         self._write_now = write_now
-        self._stopping = stopping
+        self._stopping = stopping  # downloads give up (a hard stop)
+        self._stopped = stopped or stopping  # no request leaves (any stop)
         self._room = asyncio.Semaphore(backlog)
         self._queue: asyncio.Queue[_Held | None] = asyncio.Queue()
         self._closed = False
         self._workers = 0
+        # Like the circuit breaker for answers (SPEC §2): this many tokens in a row with files
+        # to keep and none kept mean the media host or the store is down; the run stops
+        # instead of spending the night's quota on answers whose media it cannot keep.
+        self._threshold = threshold
+        self._on_broken = on_broken
+        self._nothing_kept = 0
 
     def offers(self, settled: Settled) -> bool:
         return self.archive.offers(settled.response)
@@ -124,22 +139,48 @@ class ArchiveStage:
         report = token.report()
         report.missing += extra
         await self._write(job, settled, report)
+        self._watch(report)
+
+    def _watch(self, report: Report) -> None:
+        if report.complete or report.stored:
+            self._nothing_kept = 0
+            return
+        if self._stopped():
+            return  # what a stop left unfetched says nothing about the archive
+        self._nothing_kept += 1
+        if self._threshold and self._nothing_kept == self._threshold and self._on_broken:
+            why = report.missing[0].reason if report.missing else "no reason given"
+            self._on_broken(
+                f"the evidence archive kept no file of {self._nothing_kept} tokens in a row "
+                f"(the last: {why}); the run stops instead of spending the quota on answers "
+                "whose media it cannot keep"
+            )
 
     async def _pass(self, job: Job, settled: Settled, token: TokenArchive) -> Settled:
         """Keep the answer's files; for links that expired, ask again (bounded) and keep the
         fresh answer's. Returns the answer whose files were kept (the line's `response`)."""
         asked = 0
+        earlier: dict[str, Missing] = {}  # not kept by an earlier pass
         while True:
             assert settled.response is not None
             result = await token.fetch(settled.response, stopping=self._stopping)
-            if not result.relink or asked >= self._requeries or self._stopping():
+            offered = {w.field for w in result.wanted} | {m.field for m in result.missing}
+            for field, missing in earlier.items():
+                # A fresh answer without a link for a file the first one offered does not
+                # make the evidence complete: it stays missing, and the token not final.
+                if field not in offered and not token.holds(field):
+                    reason = f"{missing.reason}; the fresh answer offers no link for it"
+                    result.missing.append(Missing(field, reason))
+            if not result.relink or asked >= self._requeries or self._stopped():
                 break
+            earlier.update((m.field, m) for m in result.missing)
             asked += 1
             token.requeries += 1
             fresh = await self._requery(job)
             if isinstance(fresh, str):
                 result.missing[:] = [_why_not(m, fresh) for m in result.missing]
                 break
+            _changed(job.token, settled, fresh)
             settled = fresh
         if result.relink and asked:
             result.missing[:] = [_asked(m, asked) for m in result.missing]
@@ -154,6 +195,9 @@ class ArchiveStage:
             for w in found
             if token.manifest.has(w.field, w.md5) is None
         ]
+        if token.unsaved:
+            # Its files are stored but not listed: not final, so the next run lists them.
+            missing.append(Missing(MANIFEST, "not written: the run was stopped at once"))
         return token.report(missing, found)
 
     def _untouched(self, held: _Held) -> None:
@@ -170,6 +214,23 @@ class ArchiveStage:
             bytes=0,
             manifest=self.archive.manifest_where(held.job.token),
             missing=missing,
+        )
+
+
+def _changed(token: str, before: Settled, after: Settled) -> None:
+    """Say so when asking again for fresh links brought another verdict (SPEC §9: a token
+    that passed and then did not is the case to look at); the line keeps the fresh answer."""
+    was = (before.response or {}).get("Result")
+    now = (after.response or {}).get("Result")
+    if was != now:
+        log.warning(
+            "token %s: asked again for fresh media links, the answer changed from %s (Result "
+            "%s) to %s (Result %s); the line keeps the fresh answer",
+            token,
+            before.status.value,
+            was,
+            after.status.value,
+            now,
         )
 
 

@@ -37,6 +37,7 @@ from poller.api.outcomes import (
     UnknownCode,
 )
 from poller.config.settings import Settings
+from poller.errors import PollerError
 from poller.evidence.archive import Archive, FetchStopped, Report
 from poller.input.order import ExpiryOrder, late_count
 from poller.input.reader import ThreadedReader
@@ -168,7 +169,11 @@ class Engine:
                 requery=self._requery,
                 write=self._write_archived,
                 write_now=self._write_archived_now,
-                stopping=lambda: self._stop.is_set,
+                # A stop lets the downloads in hand finish (no quota spent); a hard stop not.
+                stopping=lambda: self._hard_stop,
+                stopped=lambda: self._stop.is_set,
+                threshold=settings.breaker_threshold,
+                on_broken=self._archive_broken,
             )
 
     # -- the pipeline ------------------------------------------------------------------------
@@ -622,6 +627,11 @@ class Engine:
                 return f"asking again failed with {outcome.code}"
             case _:
                 return f"asking again failed with {outcome.code}"
+
+    def _archive_broken(self, message: str) -> None:
+        """The archive keeps nothing any more: stop as a local failure (exit 4)."""
+        self._record_local_error(PollerError(message))
+        self._halt()
 
     async def _backoff_sleep(self, delay: float) -> None:
         """A download's backoff: a stop ends it (no retry after a stop, as for requests)."""

@@ -124,3 +124,12 @@ def test_token_dirs_are_the_token_when_plain_and_never_collide() -> None:
     )
     tokens = ["a/b", "a%2Fb", "a_b", "..", "%2E%2E", ".a", "%2Ea"]
     assert len({token_dir(t) for t in tokens}) == len(tokens)
+
+
+def test_a_token_cannot_spell_the_name_a_long_token_is_cut_to() -> None:
+    import hashlib
+
+    long = "a" * 201
+    crafted = "a" * 150 + "~" + hashlib.sha256(long.encode()).hexdigest()[:32]
+    assert token_dir(long) != token_dir(crafted)
+    assert "~" not in token_dir("a~b")

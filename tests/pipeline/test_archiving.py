@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aioresponses import aioresponses
 
 from poller.config.settings import Detail
@@ -154,3 +156,146 @@ async def test_a_store_that_fails_leaves_the_token_not_final_and_the_run_going(
     assert reasons == {"the archive failed: the evidence store s3://gone/x could not be read"}
     assert lines["t2"]["final"] is True
     assert engine.stats.exit_status() == 1
+
+
+async def test_a_fresh_answer_without_the_link_leaves_the_file_missing(tmp_path: Path) -> None:
+    fresh = reply("new")
+    fresh["Response"]["CompareResults"][0]["BestFrame"] = {"Url": "", "MD5": "", "Size": 0}
+    client = FakeClient({"t1": [reply("old"), fresh]})
+    with aioresponses() as m:
+        m.get(BEST, status=403)
+        m.get(CARD, body=FILES["CardImage"], repeat=True)
+        _, lines = await run(tmp_path, client, ["t1"])
+    [line] = lines
+    assert line["final"] is False
+    [missing] = line["evidence"]["missing"]
+    assert missing["field"] == "CompareResults[0].BestFrame"
+    assert "403" in missing["reason"]
+    assert "the fresh answer offers no link for it" in missing["reason"]
+
+
+async def test_a_changed_verdict_on_asking_again_is_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    changed = reply("new")
+    changed["Response"]["Result"] = "2016"
+    client = FakeClient({"t1": [reply("old"), changed]})
+    with aioresponses() as m:
+        m.get(BEST, status=403)
+        m.get(BEST, body=FILES["BestFrame"])
+        m.get(CARD, body=FILES["CardImage"], repeat=True)
+        _, lines = await run(tmp_path, client, ["t1"])
+    assert lines[0]["status"] == "failed"
+    assert "the answer changed from passed (Result 0) to failed (Result 2016)" in caplog.text
+
+
+class StopOnFirstFile(LocalStore):
+    """Calls `stop` the first time a file is stored: a signal in the middle of the archive."""
+
+    stop: Any = None
+
+    def begin(self, key: str) -> Any:
+        return _Signalling(self, super().begin(key))
+
+
+class _Signalling:
+    def __init__(self, store: StopOnFirstFile, upload: Any) -> None:
+        self.store, self.upload = store, upload
+
+    async def write(self, chunk: bytes) -> None:
+        await self.upload.write(chunk)
+
+    async def commit(self) -> bool:
+        stored = bool(await self.upload.commit())
+        if self.store.stop is not None:
+            self.store.stop("SIGTERM")
+            self.store.stop = None
+        return stored
+
+    async def discard(self) -> None:
+        await self.upload.discard()
+
+
+async def test_a_stop_lets_the_downloads_in_hand_finish(tmp_path: Path) -> None:
+    tokens = [f"t{n}" for n in range(12)]
+    client = FakeClient({t: [reply(t)] for t in tokens})
+    settings = make_settings(evidence=str(tmp_path / "dest"), concurrency=4)
+    session = open_download_session(concurrency=4, timeout=5.0, tls=False)
+    store = StopOnFirstFile(tmp_path / "dest")
+    out = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(out))
+    try:
+        engine = Engine(settings, client, sink, archive=Archive(store, session))
+        store.stop = engine.stop
+        with aioresponses() as m:
+            m.get(BEST, body=FILES["BestFrame"], repeat=True)
+            m.get(CARD, body=FILES["CardImage"], repeat=True)
+            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])
+    finally:
+        sink.close()
+        await session.close()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines  # the tokens answered before the stop
+    assert len(lines) == client.calls  # each token sent has its line
+    assert all(line["final"] and line["evidence"]["missing"] == [] for line in lines)
+    assert engine.stats.stopped_by == "SIGTERM"
+
+
+async def test_an_archive_that_keeps_nothing_stops_the_run(tmp_path: Path) -> None:
+    tokens = [f"t{n}" for n in range(30)]
+    client = FakeClient({t: [reply(t)] for t in tokens})
+    with aioresponses() as m:
+        m.get(BEST, status=503, repeat=True)
+        m.get(CARD, status=503, repeat=True)
+        engine, lines = await run(
+            tmp_path, client, tokens, breaker_threshold=3, concurrency=1, evidence_backlog=1
+        )
+    assert engine.stats.local_error is not None
+    assert "kept no file of 3 tokens in a row" in engine.stats.local_error
+    assert engine.stats.exit_status() == 4
+    assert len(lines) == client.calls < len(tokens)
+    assert all(line["final"] is False for line in lines)
+
+
+class StalledManifest(LocalStore):
+    """Stores files, then never finishes writing a manifest: a hard stop lands there."""
+
+    reached: asyncio.Event | None = None
+
+    async def replace(self, key: str, data: bytes) -> None:
+        assert self.reached is not None
+        self.reached.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_hard_stop_before_the_manifest_leaves_the_token_not_final(tmp_path: Path) -> None:
+    client = FakeClient({"t1": [reply("s")]})
+    settings = make_settings(evidence=str(tmp_path / "dest"))
+    session = open_download_session(concurrency=2, timeout=5.0, tls=False)
+    store = StalledManifest(tmp_path / "dest")
+    store.reached = asyncio.Event()
+    out = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(out))
+    try:
+        engine = Engine(settings, client, sink, archive=Archive(store, session))
+
+        async def abort_at_the_manifest() -> None:
+            assert store.reached is not None
+            await store.reached.wait()
+            engine.abort()
+
+        with aioresponses() as m:
+            m.get(BEST, body=FILES["BestFrame"])
+            m.get(CARD, body=FILES["CardImage"])
+            side = asyncio.create_task(abort_at_the_manifest())
+            await engine.run([TokenEntry("t1", 1, None)])
+            await side
+    finally:
+        sink.close()
+        await session.close()
+    [line] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert line["final"] is False
+    assert line["evidence"]["stored"] == 2
+    assert line["evidence"]["missing"] == [
+        {"field": "manifest.json", "reason": "not written: the run was stopped at once"}
+    ]
