@@ -32,6 +32,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "missing or altered files (exit 1), or that all match (exit 0).",
     )
     check.add_argument("dest", metavar="DEST", help="the --evidence directory or object-store URL")
+    check.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="RESULTS",
+        help="a results file of `poller run --evidence` (repeatable): every token whose latest "
+        "line says files were kept must have a manifest listing them (finds a token directory "
+        "deleted whole)",
+    )
     check.add_argument("-q", "--quiet", action="store_true", help="only problems, no summary")
 
 
@@ -47,7 +56,7 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"poller: error: {dest} is not a directory.", file=sys.stderr)
             return EXIT_USAGE
     try:
-        return asyncio.run(_verify(dest, quiet=args.quiet))
+        return asyncio.run(_verify(dest, quiet=args.quiet, against=args.against))
     except (StoreError, EvidenceUnavailable) as exc:
         print(f"poller: error: {str(exc).rstrip('.')}.", file=sys.stderr)
         return EXIT_USAGE
@@ -56,14 +65,14 @@ def run_command(args: argparse.Namespace) -> int:
         return 130
 
 
-async def _verify(dest: str, *, quiet: bool) -> int:
+async def _verify(dest: str, *, quiet: bool, against: list[str]) -> int:
     store = open_store(dest)
 
     def show(problem: Problem) -> None:
         print(problem.line(), flush=True)
 
     try:
-        result = await verify(store, on_problem=show)
+        result = await verify(store, on_problem=show, against=against)
     finally:
         await store.close()
     if not quiet:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from poller.evidence.fields import token_dir
 from poller.evidence.manifest import MANIFEST, Entry, Manifest, ManifestError
 from poller.evidence.store import EvidenceStore, StoreError
 
@@ -36,6 +38,7 @@ class Verified:
     files: int = 0
     bytes: int = 0
     unlisted: int = 0
+    lines_checked: int = 0  # lines of --against results files held to the archive
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -59,6 +62,8 @@ class Verified:
             )
         )
         unlisted = f"; {self.unlisted} files no manifest lists" if self.unlisted else ""
+        if self.lines_checked:
+            unlisted += f"; {self.lines_checked} result lines held to it"
         return (
             f"verified {self.files} files ({self.bytes / 1e6:.1f} MB) of {self.tokens} tokens: "
             f"{verdict}{unlisted}"
@@ -66,9 +71,15 @@ class Verified:
 
 
 async def verify(
-    store: EvidenceStore, *, on_problem: Callable[[Problem], None] | None = None
+    store: EvidenceStore,
+    *,
+    on_problem: Callable[[Problem], None] | None = None,
+    against: Iterable[str] = (),
 ) -> Verified:
-    """Re-hash every file every manifest lists, against that manifest."""
+    """Re-hash every file every manifest lists, against that manifest; then, for each results
+    file in `against`, hold every token's line to the archive: a token whose latest line says
+    files were kept must have a manifest listing at least that many (a directory deleted
+    whole leaves no trace in the archive itself)."""
     by_dir: dict[str, set[str]] = defaultdict(set)
     async for key in store.keys():
         directory, _, name = key.rpartition("/")
@@ -82,12 +93,62 @@ async def verify(
         if on_problem is not None:
             on_problem(problem)
 
+    listed: dict[str, int] = {}
+
     async def one(directory: str, names: set[str]) -> None:
         async with slots:
-            await _verify_dir(store, directory, names, result, report)
+            listed[directory] = await _verify_dir(store, directory, names, result, report)
 
     await asyncio.gather(*(one(d, names) for d, names in sorted(by_dir.items())))
+    for path in against:
+        # Manifests only grow, so each line's claim must hold, not only a token's latest:
+        # the file is streamed on a thread (millions of lines), nothing kept per token.
+        count, short = await asyncio.to_thread(_hold, path, listed)
+        result.lines_checked += count
+        for token, stored, have in short:
+            where = store.where(f"{token_dir(token)}/{MANIFEST}")
+            listing = f"the manifest lists {have}" if have else "there is no manifest"
+            report(
+                Problem(
+                    "missing", where, f"{path} says {stored} files were kept for {token}; {listing}"
+                )
+            )
     return result
+
+
+def _hold(path: str, listed: dict[str, int]) -> tuple[int, list[tuple[str, int, int]]]:
+    """Lines of `path` with files kept, and (token, claimed, listed) for each token whose
+    manifest lists fewer (once per token)."""
+    count, short, seen = 0, [], set()
+    for token, stored in _claims(path):
+        count += 1
+        have = listed.get(token_dir(token), 0)
+        if have < stored and token not in seen:
+            seen.add(token)
+            short.append((token, stored, have))
+    return count, short
+
+
+def _claims(path: str) -> Iterator[tuple[str, int]]:
+    """(token, files its line says were kept) for each line of `path` with evidence.
+
+    A line that is not JSON (a torn last line) is skipped, as the poller's own readers do."""
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                try:
+                    line = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(line, dict):
+                    continue
+                token, evidence = line.get("token"), line.get("evidence")
+                if isinstance(token, str) and isinstance(evidence, dict):
+                    stored = evidence.get("stored")
+                    if isinstance(stored, int) and not isinstance(stored, bool) and stored:
+                        yield token, stored
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 async def _verify_dir(
@@ -96,23 +157,24 @@ async def _verify_dir(
     names: set[str],
     result: Verified,
     report: Callable[[Problem], None],
-) -> None:
+) -> int:
+    """Check one token's directory; returns how many files its manifest lists."""
     key = f"{directory}/{MANIFEST}"
     if MANIFEST not in names:
         # Files without their index: a crash between storing them and writing the manifest
         # (the next run over the token writes it), or a manifest deleted.
         result.unlisted += len(names)
         report(Problem("manifest", store.where(key), f"missing; {len(names)} files unlisted"))
-        return
+        return 0
     result.tokens += 1
     try:
         manifest = Manifest.from_bytes(b"".join([c async for c in store.read(key)]))
     except ManifestError as exc:
         report(Problem("manifest", store.where(key), f"unreadable ({exc})"))
-        return
+        return 0
     except (OSError, StoreError) as exc:
         report(Problem("manifest", store.where(key), f"cannot be read ({_reason(exc)})"))
-        return
+        return 0
     listed = {e.stored for e in manifest.entries.values()}
     result.unlisted += len(names - listed - {MANIFEST})
     for entry in sorted(manifest.entries.values(), key=lambda e: e.stored):
@@ -122,6 +184,7 @@ async def _verify_dir(
             result.bytes += entry.size
         else:
             report(problem)
+    return len(manifest.entries)
 
 
 async def _check(store: EvidenceStore, key: str, entry: Entry, names: set[str]) -> Problem | None:

@@ -91,3 +91,29 @@ def test_a_missing_destination_is_one_sentence_exit_2(tmp_path: Path) -> None:
     done = cli("verify", str(tmp_path / "nowhere"))
     assert done.returncode == 2
     assert done.stderr.strip() == f"poller: error: {tmp_path / 'nowhere'} is not a directory."
+
+
+def test_against_the_results_a_token_directory_deleted_whole_is_found(tmp_path: Path) -> None:
+    import shutil
+
+    dest = tmp_path / "dest"
+    keep(dest, "t1", {"BestFrame.jpg": b"a" * 10})
+    keep(dest, "t2", {"BestFrame.jpg": b"b" * 10, "LiveVideo.mp4": b"c" * 10})
+    results = tmp_path / "results.jsonl"
+    lines = [
+        {"token": "t1", "evidence": {"stored": 1}},
+        {"token": "t2", "evidence": {"stored": 2}},
+        {"token": "t3", "evidence": None},  # nothing was to be kept
+        {"token": "t4", "evidence": {"stored": 0}},  # nothing was kept: not claimed
+    ]
+    results.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"token": "t5", "evi')
+    done = cli("verify", str(dest), "--against", str(results))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 result lines held to it" in done.stdout
+    shutil.rmtree(dest / "t2")
+    done = cli("verify", str(dest), "--against", str(results))
+    assert done.returncode == 1
+    assert done.stdout.splitlines() == [
+        f"MISSING {dest / 't2' / 'manifest.json'}: {results} says 2 files were kept for t2; "
+        "there is no manifest"
+    ]
