@@ -188,6 +188,12 @@ class _Snapshot:
                 "Tokens whose evidence is not all kept (not final: the next run asks again).",
                 stats.evidence_incomplete,
             )
+            yield gauge(
+                "evidence_waiting_tokens",
+                "Answers whose media are being kept (their lines not yet written); near "
+                "evidence_backlog, the archive's bandwidth sets the pace.",
+                stats.evidence_waiting,
+            )
             yield counter(
                 "evidence_requeries",
                 "Answers asked again for fresh links after an expired or refused link.",

@@ -156,7 +156,8 @@ class Progress:
     def _draw(self, bar: tqdm[Any]) -> None:
         by_status = self.stats.by_status
         counts = " ".join(f"{s} {by_status.get(s, 0)}" for s in BAR_STATUSES)
-        bar.set_postfix_str(f"{counts}, pacing {self.pacer.rate:.1f} req/s", refresh=False)
+        archive = f", archiving {self.stats.evidence_waiting}" if self.stats.evidence_on else ""
+        bar.set_postfix_str(f"{counts}, pacing {self.pacer.rate:.1f} req/s{archive}", refresh=False)
         delta = self.done - bar.n
         if delta:
             bar.update(delta)  # redraws (mininterval=0) and feeds tqdm's rate estimate
@@ -186,6 +187,10 @@ class Progress:
             f"pacing {self.pacer.rate:.1f} req/s",
             counts,
         ]
+        if self.stats.evidence_on:
+            # Answers waiting for their media: when this stays near evidence_backlog, the
+            # archive's bandwidth, not the quota, sets the pace.
+            parts.append(f"archiving {self.stats.evidence_waiting}")
         if self.total is not None:
             parts.append("eta " + (format_duration(eta) if eta is not None else "unknown"))
         log.info(
@@ -200,6 +205,9 @@ class Progress:
                     "pacing_rate": round(self.pacer.rate, 3),
                     "by_status": by_status,
                     "eta_seconds": None if eta is None else round(eta),
+                    **(
+                        {"archiving": self.stats.evidence_waiting} if self.stats.evidence_on else {}
+                    ),
                 }
             },
         )

@@ -524,7 +524,13 @@ class Engine:
             and settled.status in (Status.PASSED, Status.FAILED)
             and self._archiving.offers(settled)
         ):
-            await self._archiving.put(job, settled)  # its line is written once they are kept
+            self.stats.evidence_waiting += 1
+            try:
+                await self._archiving.put(job, settled)  # its line is written once kept
+            except BaseException:
+                if not job.line_handed:
+                    self.stats.evidence_waiting -= 1
+                raise
             return None
         error = settled.error
         return await self._write(
@@ -653,9 +659,11 @@ class Engine:
         )
 
     async def _write_archived(self, job: Job, settled: Settled, report: Report) -> None:
+        self.stats.evidence_waiting -= 1
         await self._write(self._archived_line(job, settled, report), job)
 
     def _write_archived_now(self, job: Job, settled: Settled, report: Report) -> None:
+        self.stats.evidence_waiting -= 1
         self._write_now(self._archived_line(job, settled, report), job)
 
     # -- stopping early ----------------------------------------------------------------------

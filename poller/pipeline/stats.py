@@ -68,6 +68,7 @@ class RunStats:
     # --evidence: tokens whose answers offered files, of them not all kept (not final), files
     # and bytes downloaded this run, and answers asked again for fresh links.
     evidence_on: bool = False
+    evidence_waiting: int = 0  # answers whose media are being kept, their lines not yet written
     evidence_tokens: int = 0
     evidence_incomplete: int = 0
     evidence_files: int = 0

@@ -393,9 +393,11 @@ def test_the_evidence_counters_appear_only_when_the_run_keeps_evidence(tmp_path:
     stats.evidence_on = True
     stats.evidence_files, stats.evidence_bytes = 90, 123_456_789
     stats.evidence_incomplete, stats.evidence_requeries = 2, 5
+    stats.evidence_waiting = 7
     write_metrics(str(path), stats, busy_pacer(), running=True)
     values = parse(path.read_text())
     assert values[(P + "evidence_files_fetched_total", ())] == 90
     assert values[(P + "evidence_bytes_fetched_total", ())] == 123_456_789
     assert values[(P + "evidence_incomplete_tokens", ())] == 2
     assert values[(P + "evidence_requeries_total", ())] == 5
+    assert values[(P + "evidence_waiting_tokens", ())] == 7

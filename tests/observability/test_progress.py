@@ -236,3 +236,15 @@ def test_repr_shows_mode_and_counts() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_cron_lines_say_how_many_answers_wait_for_their_media(lines: PollerLog) -> None:
+    stats, clock, out = RunStats(), FakeClock(), io.StringIO()
+    stats.evidence_on, stats.evidence_waiting = True, 256
+    progress = Progress(stats, Pacer(19.0), stream=out, total=None, interval=60.0, clock=clock)
+    record(stats, "passed", 120)
+    for dt in range(0, 61):
+        clock.now = 1000.0 + dt
+        progress.tick()
+    [message] = lines.messages
+    assert message.endswith(", archiving 256")

@@ -124,6 +124,7 @@ async def test_many_tokens_each_once_and_requests_equal_attempts(tmp_path: Path)
     assert sorted(line["token"] for line in lines) == sorted(tokens)
     assert sum(line["attempts"] for line in lines) == client.calls == engine.stats.requests
     assert all(line["final"] and line["evidence"]["stored"] == 2 for line in lines)
+    assert engine.stats.evidence_waiting == 0  # every answer handed over got its line
 
 
 class BrokenStore(LocalStore):
@@ -237,6 +238,7 @@ async def test_a_stop_lets_the_downloads_in_hand_finish(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines  # the tokens answered before the stop
     assert len(lines) == client.calls  # each token sent has its line
+    assert engine.stats.evidence_waiting == 0
     assert all(line["final"] and line["evidence"]["missing"] == [] for line in lines)
     assert engine.stats.stopped_by == "SIGTERM"
 
