@@ -1,6 +1,6 @@
 """`make bench` = `python -m bench`: every measurement, then `docs/benchmarks.md`.
 
-python -m bench                 # the full suite (~6 min on 2 cores) -> docs/benchmarks.md
+python -m bench                 # the full suite (~15 min on 2 cores) -> docs/benchmarks.md
 python -m bench --quick         # small sizes, a smoke test; prints, writes nothing
 python -m bench cpu             # one case alone (~30 s): the poller vs the bare-aiohttp floor
 python -m bench shared          # 1, 2, 4 pollers on one shared quota in Redis (~100 s)
