@@ -2,7 +2,7 @@
 
 A subprocess, not moto's in-process ThreadedMotoServer: moto keeps its state, and the count of
 requests it lets through unsigned, in module globals, which would leak between tests in this
-process. Authentication is on (INITIAL_NO_AUTH_ACTION_COUNT): the first six requests, unsigned,
+process. Authentication is on (INITIAL_NO_AUTH_ACTION_COUNT): the first nine requests, unsigned,
 make an IAM user with S3 rights and its key; every request after is checked against that key,
 so a wrong secret is refused as AWS would refuse it. When moto cannot start the tests *fail*.
 """
@@ -26,11 +26,23 @@ import pytest
 from tests.redis_server import free_port
 
 REGION = "us-east-1"
-# create_user, put_user_policy, create_access_key: for the full user, then the read-only one
-_BOOTSTRAP_REQUESTS = 6
+# create_user, put_user_policy, create_access_key: for the full user, the read-only one and
+# the write-only one
+_BOOTSTRAP_REQUESTS = 9
 _ALLOW_S3 = {
     "Version": "2012-10-17",
     "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}
+# A credential that may list, write and delete but not read: the start check must catch it.
+_WRITE_ONLY_S3 = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": "*",
+        }
+    ],
 }
 # A credential that may list and read but not write: the start check must catch it.
 _READ_ONLY_S3 = {
@@ -50,6 +62,7 @@ class S3Server:
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.access_key_id = ""
         self.read_only_key: tuple[str, str] = ("", "")
+        self.write_only_key: tuple[str, str] = ("", "")
         self.secret_access_key = ""
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -126,12 +139,13 @@ class S3Server:
     def _make_user(self) -> None:
         iam = self._client("iam", "bootstrap", "bootstrap")  # unsigned window: any key passes
         keys = []
-        for user, policy in (("poller", _ALLOW_S3), ("reader", _READ_ONLY_S3)):
+        users = (("poller", _ALLOW_S3), ("reader", _READ_ONLY_S3), ("writer", _WRITE_ONLY_S3))
+        for user, policy in users:
             iam.create_user(UserName=user)
             iam.put_user_policy(UserName=user, PolicyName="s3", PolicyDocument=json.dumps(policy))
             key = iam.create_access_key(UserName=user)["AccessKey"]
             keys.append((key["AccessKeyId"], key["SecretAccessKey"]))
-        (self.access_key_id, self.secret_access_key), self.read_only_key = keys
+        (self.access_key_id, self.secret_access_key), self.read_only_key, self.write_only_key = keys
 
     def create_bucket(self, name: str) -> None:
         s3 = self._client("s3", self.access_key_id, self.secret_access_key)
@@ -150,6 +164,11 @@ class S3Server:
     def read_only_env(self) -> dict[str, str]:
         """`env()` with a key that may list and read the buckets, never write."""
         key_id, secret = self.read_only_key
+        return {**self.env(), "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
+
+    def write_only_env(self) -> dict[str, str]:
+        """`env()` with a key that may list, write and delete, never read."""
+        key_id, secret = self.write_only_key
         return {**self.env(), "AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret}
 
     def options(self) -> dict[str, str]:

@@ -284,7 +284,13 @@ def _replace(path: Path, data: bytes) -> None:
 
 def _walk(root: Path, base: Path) -> list[str]:
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(base):
+
+    def unreadable(exc: OSError) -> None:
+        # A directory that cannot be listed must not pass for an empty one (an auditor's
+        # "all match" would then skip it).
+        raise StoreError(f"cannot list {exc.filename}: {exc.strerror or exc}")
+
+    for dirpath, dirnames, filenames in os.walk(base, onerror=unreadable):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel = Path(dirpath).relative_to(root)
         for name in filenames:

@@ -131,7 +131,8 @@ class ObjectStore:
 
     async def check(self) -> None:
         """Fail at start, in one sentence, when the bucket is missing, the credentials are
-        wrong or may not write: a list request, then a tiny probe object created and deleted
+        wrong or may not write or read: a list request, then a tiny probe object created, read
+        back and deleted
         (a credential that may read but not write would otherwise download every file of the
         run and store none). A probe a delete-less credential cannot remove stays under a
         hidden name that `evidence verify` and the archive ignore."""
@@ -145,6 +146,12 @@ class ObjectStore:
             await obstore.put_async(self._backend, probe, b"", mode="create")
         except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
             raise _failure(f"write to the evidence store {self.url}", _unpanicked(exc)) from None
+        try:
+            # Every token's archive starts with a look-up of its manifest (a HEAD): a key that
+            # may write but not read would fail each one.
+            await obstore.head_async(self._backend, probe)
+        except BaseException as exc:  # noqa: BLE001 - obstore's errors, and its Rust panics
+            raise _failure(f"read from the evidence store {self.url}", _unpanicked(exc)) from None
         # May write, may not delete (a write-once policy): then the probe stays, hidden.
         with contextlib.suppress(BaseError, OSError):
             await obstore.delete_async(self._backend, probe)

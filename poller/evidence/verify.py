@@ -175,6 +175,9 @@ async def _verify_dir(
     except (OSError, StoreError) as exc:
         report(Problem("manifest", store.where(key), f"cannot be read ({_reason(exc)})"))
         return 0
+    if token_dir(manifest.token) != directory:
+        report(Problem("manifest", store.where(key), f"names another token ({manifest.token!r})"))
+        return 0
     listed = {e.stored for e in manifest.entries.values()}
     result.unlisted += len(names - listed - {MANIFEST})
     for entry in sorted(manifest.entries.values(), key=lambda e: e.stored):

@@ -122,7 +122,9 @@ class ArchiveStage:
         except StoreError as exc:
             # The store failed under us (its manifest unreadable, the bucket gone): nothing is
             # fetched for this token; its line says why, not final, and the next run retries.
-            await self._write(job, settled, self._report(held, f"the archive failed: {exc}"))
+            report = self._report(held, f"the archive failed: {exc}")
+            await self._write(job, settled, report)
+            self._watch(report)  # a store that fails every token is the breaker's to see
             return
         try:
             settled = await self._pass(job, settled, token)

@@ -38,7 +38,7 @@ from poller.api.outcomes import (
 )
 from poller.config.settings import Settings
 from poller.errors import PollerError
-from poller.evidence.archive import Archive, FetchStopped, Report
+from poller.evidence.archive import Archive, Report
 from poller.input.order import ExpiryOrder, late_count
 from poller.input.reader import ThreadedReader
 from poller.input.tokens import BadEntry, InputError, InputItem, TokenEntry
@@ -161,7 +161,6 @@ class Engine:
         self._archivers: list[asyncio.Task[None]] = []
         if archive is not None:
             self.stats.evidence_on = True
-            archive.sleep = self._backoff_sleep
             self._archiving = ArchiveStage(
                 archive,
                 backlog=settings.evidence_backlog,
@@ -635,16 +634,13 @@ class Engine:
                 return f"asking again failed with {outcome.code}"
 
     def _archive_broken(self, message: str) -> None:
-        """The archive keeps nothing any more: stop as a local failure (exit 4)."""
+        """The archive keeps nothing any more: stop as a local failure (exit 4). Requests on
+        the wire finish; the downloads are given up at once (waiting on a host that keeps
+        nothing would only delay the exit), each of their tokens written not final."""
         self._record_local_error(PollerError(message))
         self._halt()
-
-    async def _backoff_sleep(self, delay: float) -> None:
-        """A download's backoff: a stop ends it (no retry after a stop, as for requests)."""
-        try:
-            await self._stop.sleep(delay)
-        except Stopped:
-            raise FetchStopped from None
+        for task in self._archivers:
+            task.cancel()
 
     def _archived_line(self, job: Job, settled: Settled, report: Report) -> dict[str, Any]:
         """The token's line: the answer whose files were kept, final only when all were."""
@@ -708,6 +704,12 @@ class Engine:
                 "stopping now: %d request(s) on the wire cut off; their tokens are written "
                 "as not final and asked again by the next run",
                 self._on_wire,
+            )
+        if self.stats.evidence_waiting:
+            log.warning(
+                "stopping now: %d answer(s) still waiting for their media downloads; their "
+                "tokens are written as not final and asked again by the next run",
+                self.stats.evidence_waiting,
             )
         self._hard_stop = True
         self._stop.set()

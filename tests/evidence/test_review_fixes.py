@@ -126,18 +126,24 @@ async def test_a_store_that_never_answers_fails_the_start_check_in_time(
         await server.wait_closed()
 
 
-def test_read_only_credentials_fail_the_start_check(tmp_path: Path, s3_bucket: S3Bucket) -> None:
+@pytest.mark.parametrize(
+    ("key", "cannot"), [("read_only", "write to"), ("write_only", "read from")]
+)
+def test_credentials_that_cannot_write_or_read_fail_the_start_check(
+    tmp_path: Path, s3_bucket: S3Bucket, key: str, cannot: str
+) -> None:
     tokens = tmp_path / "t.txt"
     tokens.write_text("tok-1\n")
-    env = {**DEMO_ENV, **s3_bucket.server.read_only_env()}
+    limited = getattr(s3_bucket.server, f"{key}_env")()
+    env = {**DEMO_ENV, **limited}
     done = cli(
         "run", "--tokens", str(tokens), "--output", str(tmp_path / "o.jsonl"),
         "--endpoint", "http://127.0.0.1:9", "--evidence", s3_bucket.url("ro"), env=env,
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
-    assert "could not write to the evidence store" in done.stderr.lower()
+    assert f"could not {cannot} the evidence store" in done.stderr.lower()
     assert done.stderr.count("\n") == 1
-    assert s3_bucket.server.read_only_env()["AWS_SECRET_ACCESS_KEY"] not in done.stderr
+    assert limited["AWS_SECRET_ACCESS_KEY"] not in done.stderr
 
 
 async def test_the_start_check_leaves_no_probe_behind(s3_bucket: S3Bucket) -> None:
@@ -283,3 +289,14 @@ def test_a_dry_run_does_not_create_dest(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"kept in {dest}" in done.stdout
     assert not (tmp_path / "not").exists()
+
+
+async def test_verify_finds_a_manifest_that_names_another_token(tmp_path: Path) -> None:
+    (tmp_path / "t1").mkdir()
+    (tmp_path / "t1" / "manifest.json").write_text(
+        json.dumps({"format": 1, "token": "t2", "files": []})
+    )
+    result = await verify(LocalStore(tmp_path))
+    [problem] = result.problems
+    assert problem.kind == "manifest"
+    assert "names another token ('t2')" in problem.detail

@@ -301,3 +301,25 @@ async def test_a_hard_stop_before_the_manifest_leaves_the_token_not_final(tmp_pa
     assert line["evidence"]["missing"] == [
         {"field": "manifest.json", "reason": "not written: the run was stopped at once"}
     ]
+
+
+async def test_a_store_that_fails_every_token_trips_the_breaker(tmp_path: Path) -> None:
+    tokens = [f"t{n}" for n in range(20)]
+    client = FakeClient({t: [reply(t)] for t in tokens})
+    settings = make_settings(
+        evidence=str(tmp_path / "dest"), breaker_threshold=3, concurrency=1, evidence_backlog=1
+    )
+    session = open_download_session(concurrency=2, timeout=5.0, tls=False)
+    out = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(out))
+    try:
+        engine = Engine(settings, client, sink, archive=Archive(BrokenStore(tmp_path), session))
+        with aioresponses():
+            await engine.run([TokenEntry(t, n, None) for n, t in enumerate(tokens, 1)])
+    finally:
+        sink.close()
+        await session.close()
+    lines = out.read_text().splitlines()
+    assert engine.stats.exit_status() == 4
+    assert "kept no file of 3 tokens in a row" in (engine.stats.local_error or "")
+    assert len(lines) == client.calls < len(tokens)
