@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -14,24 +13,13 @@ import pytest
 from aioresponses import aioresponses
 
 from poller.evidence.archive import Archive
-from poller.evidence.download import open_download_session
 from poller.evidence.local import LocalStore
+from tests.evidence.conftest import no_sleep
 from tests.evidence.media import BASE, answer, blob
 
 FILES = {"BestFrame": blob("best", 500), "CardImage": blob("card", 700)}
 BEST = re.compile(re.escape(f"{BASE}/0/BestFrame.bin") + r"\?.*")
 CARD = re.compile(re.escape(f"{BASE}/CardImage.bin") + r"\?.*")
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    s = open_download_session(concurrency=4, timeout=5.0, tls=False)
-    yield s
-    await s.close()
-
-
-async def no_sleep(_delay: float) -> None:
-    return None
 
 
 def archive(tmp_path: Path, session: aiohttp.ClientSession, **kw: object) -> Archive:

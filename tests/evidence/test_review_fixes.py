@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -22,13 +21,13 @@ from poller.config.settings import checked
 from poller.evidence import destination, local
 from poller.evidence.archive import Archive
 from poller.evidence.destination import EvidenceUnavailable, check_destination
-from poller.evidence.download import open_download_session
 from poller.evidence.fields import is_allowed_link, wanted
 from poller.evidence.local import PART, LocalStore
 from poller.evidence.object_store import open_object_store
 from poller.evidence.store import StoreError
 from poller.evidence.verify import verify
 from tests.e2e import DEMO_ENV
+from tests.evidence.conftest import no_sleep
 from tests.evidence.media import answer, blob
 from tests.helpers import make_settings
 from tests.s3_server import S3Bucket
@@ -189,17 +188,6 @@ async def test_verify_of_a_place_with_no_manifest_is_not_all_match(tmp_path: Pat
     assert "found no token manifest" in done.stdout + done.stderr
     done = cli("evidence", "verify", f"file://{tmp_path / 'empty'}")
     assert done.returncode == 1
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    s = open_download_session(concurrency=2, timeout=5.0, tls=False)
-    yield s
-    await s.close()
-
-
-async def no_sleep(_delay: float) -> None:
-    return None
 
 
 async def test_an_unreadable_manifest_is_set_aside_not_overwritten(

@@ -107,6 +107,11 @@ def test_credentials_come_from_flags_then_environment_then_the_demo_pair() -> No
         (["--unknown-code-share", "2"], "unknown-code-share must be in 0..1"),
         (["--throttle-share", "-1"], "throttle-share must be in 0..1"),
         (["--request-log-size", "-5"], "request-log-size must be >= 0"),
+        (["--media-ttl", "0"], "media-ttl must be a number > 0"),
+        (["--media-scale", "-1"], "media-scale must be a number > 0"),
+        (["--media-fault-rate", "1.5"], "media-fault-rate must be in 0..1"),
+        (["--media-fail-first", "-1"], "media-fail-first must be >= 0"),
+        (["--media-slow-seconds", "nan"], "media-slow-seconds must be >= 0"),
     ],
 )
 def test_bad_values_are_one_sentence_and_exit_2(

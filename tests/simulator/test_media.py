@@ -406,25 +406,6 @@ def test_the_media_flags_reach_the_config() -> None:
     assert (defaults.media_fail_first, defaults.media_slow_seconds) == (0, 5.0)
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--media-ttl", "0"], "media-ttl must be a number > 0"),
-        (["--media-scale", "-1"], "media-scale must be a number > 0"),
-        (["--media-fault-rate", "1.5"], "media-fault-rate must be in 0..1"),
-        (["--media-fail-first", "-1"], "media-fail-first must be >= 0"),
-        (["--media-slow-seconds", "nan"], "media-slow-seconds must be >= 0"),
-    ],
-)
-def test_bad_media_values_are_one_sentence_and_exit_2(
-    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
-) -> None:
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1
-    assert message in err
-
-
 def test_an_unknown_media_fault_kind_exits_2_through_argparse(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
