@@ -11,7 +11,6 @@ out; anything else is downloaded, retried with backoff when the body was bad, an
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -30,17 +29,13 @@ from poller.evidence.download import DownloadFailed, Kind, download
 from poller.evidence.fields import ALL_FIELDS, Wanted, conflict_name, token_dir, wanted
 from poller.evidence.local import LocalStore
 from poller.evidence.manifest import MANIFEST, Entry, Manifest, ManifestError
-from poller.evidence.store import EvidenceStore, StoreError
+from poller.evidence.store import EvidenceStore, StoreError, md5_of, read_all
 
 log = logging.getLogger("poller.evidence")
 
 
 def _rfc3339(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-class FetchStopped(Exception):
-    """Raised by the run's `sleep` when a stop ends a download's backoff: no retry follows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +123,7 @@ class Archive:
 
     async def _set_aside(self, key: str) -> str:
         """Copy an unreadable manifest to `manifest.unreadable-<UTC>.json` (write-once)."""
-        data = await _read_all(self.store, key)
+        data = await read_all(self.store, key)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock()))
         base = key.rpartition("/")[0]
         for n in range(100):
@@ -148,7 +143,7 @@ class Archive:
         key = f"{directory}/{MANIFEST}"
         try:
             if await self.store.size(key) is not None:
-                manifest = Manifest.from_bytes(await _read_all(self.store, key))
+                manifest = Manifest.from_bytes(await read_all(self.store, key))
         except ManifestError as exc:
             # Kept for an auditor to see, under a name of its own, before a readable one is
             # written: the files it lists are still found by name and checked.
@@ -227,10 +222,7 @@ class TokenArchive:
         key = self._key(name)
         if await self._a.store.size(key) != item.size:
             return False
-        digest = hashlib.md5()  # noqa: S324 - the answer's checksum
-        async for chunk in self._a.store.read(key):
-            digest.update(chunk)
-        return digest.hexdigest() == item.md5
+        return await md5_of(self._a.store, key) == (item.md5, item.size)
 
     def _adopt(self, item: Wanted, name: str, fetched_at: float | None = None) -> None:
         at = self._a.clock() if fetched_at is None else fetched_at
@@ -272,8 +264,6 @@ class TokenArchive:
             )
             log.debug("token %s: %s not kept: %s%s", self.token, item.field, failed.reason, tries)
             return Missing(item.field, failed.reason + tries, relink=failed.kind is Kind.RELINK)
-        except FetchStopped:
-            return Missing(item.field, "not fetched: the run stopped before a retry")
         return None
 
     async def _download_once(self, item: Wanted, name: str) -> None:
@@ -319,8 +309,3 @@ class TokenArchive:
             fetched_bytes=self.fetched_bytes,
             requeries=self.requeries,
         )
-
-
-async def _read_all(store: EvidenceStore, key: str) -> bytes:
-    parts = [chunk async for chunk in store.read(key)]
-    return b"".join(parts)

@@ -9,7 +9,6 @@ manifest; the next run adopts them) are counted, not failed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +16,7 @@ from dataclasses import dataclass, field
 
 from poller.evidence.fields import token_dir
 from poller.evidence.manifest import MANIFEST, Entry, Manifest, ManifestError
-from poller.evidence.store import EvidenceStore, StoreError
+from poller.evidence.store import EvidenceStore, StoreError, md5_of, read_all
 
 _AT_ONCE = 8
 
@@ -168,7 +167,7 @@ async def _verify_dir(
         return 0
     result.tokens += 1
     try:
-        manifest = Manifest.from_bytes(b"".join([c async for c in store.read(key)]))
+        manifest = Manifest.from_bytes(await read_all(store, key))
     except ManifestError as exc:
         report(Problem("manifest", store.where(key), f"unreadable ({exc})"))
         return 0
@@ -194,20 +193,16 @@ async def _check(store: EvidenceStore, key: str, entry: Entry, names: set[str]) 
     where = store.where(key)
     if entry.stored not in names:
         return Problem("missing", where, f"{entry.field} is listed but not stored")
-    digest = hashlib.md5()  # noqa: S324 - the checksum the manifest records
-    size = 0
     try:
-        async for chunk in store.read(key):
-            digest.update(chunk)
-            size += len(chunk)
+        md5, size = await md5_of(store, key)
     except FileNotFoundError:
         return Problem("missing", where, f"{entry.field} is listed but not stored")
     except (OSError, StoreError) as exc:
         return Problem("unreadable", where, f"{entry.field} cannot be read ({_reason(exc)})")
     if size != entry.size:
         return Problem("altered", where, f"{size} bytes, the manifest says {entry.size}")
-    if digest.hexdigest() != entry.md5:
-        return Problem("altered", where, f"MD5 {digest.hexdigest()}, the manifest says {entry.md5}")
+    if md5 != entry.md5:
+        return Problem("altered", where, f"MD5 {md5}, the manifest says {entry.md5}")
     return None
 
 
