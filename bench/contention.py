@@ -41,12 +41,12 @@ from bench.procs import (
     ChildResult,
     PollerSummary,
     Simulator,
+    add_run,
     check_exit,
     parse_summary,
     poller_run,
     run_child,
     scratch,
-    shown,
     simulator,
     write_tokens,
 )
@@ -455,8 +455,7 @@ def run(sizes: Sizes) -> Section:
         "17.31 s by the rule, the window at 18.08 s."
     )
     for r in results:
-        section.commands.append(f"# {r.case.name} for {r.case.seconds:g} s (the bench process)")
-        section.commands.append(shown(r.simulator_argv))
-        section.commands.append(shown(r.child.argv))
+        title = f"{r.case.name} for {r.case.seconds:g} s (the bench process)"
+        add_run(section, title, r.simulator_argv, r.child.argv)
     section.seconds = time.perf_counter() - started
     return section

@@ -39,12 +39,12 @@ from bench.model import ACTION, MARGIN, QUOTA, Section, Sizes, Table, Target, fm
 from bench.procs import (
     ChildResult,
     PollerSummary,
+    add_run,
     check_exit,
     parse_summary,
     poller_run,
     run_child,
     scratch,
-    shown,
     simulator,
     write_tokens,
 )
@@ -503,8 +503,6 @@ def run(sizes: Sizes) -> Section:
         "1.36 s). Each throttle lowers the pace to 70% and costs ~2.5 s below target pace."
     )
     for r in results:
-        section.commands.append(f"# {r.case.name}")
-        section.commands.append(shown(r.simulator_argv))
-        section.commands.append(shown(r.child.argv))
+        add_run(section, r.case.name, r.simulator_argv, r.child.argv)
     section.seconds = time.perf_counter() - started
     return section

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.model import Section
 from poller.simulator import DEMO_SECRET_ID, DEMO_SECRET_KEY
 from poller.simulator.process import simulator_process
 
@@ -242,6 +243,13 @@ _TEMP_DIR = re.compile(
 
 
 _LOOPBACK_PORT = re.compile(r"(127\.0\.0\.1):\d+")
+
+
+def add_run(
+    section: Section, title: str, simulator_argv: Sequence[str], child_argv: Sequence[str]
+) -> None:
+    """List one case's commands under the section: a title, the simulator, the measured run."""
+    section.commands += [f"# {title}", shown(simulator_argv), shown(child_argv)]
 
 
 def shown(argv: Sequence[str]) -> str:

@@ -19,12 +19,12 @@ from bench.model import ACTION, MARGIN, Section, Sizes, Table, Target, fmt
 from bench.procs import (
     ChildResult,
     PollerSummary,
+    add_run,
     check_exit,
     parse_summary,
     poller_run,
     run_child,
     scratch,
-    shown,
     simulator,
     write_tokens,
 )
@@ -255,8 +255,6 @@ def run(sizes: Sizes) -> Section:
         f"quota use {h.share:.3f}."
     )
     for r in [*results, heavy_result]:
-        section.commands.append(f"# {r.case.name}")
-        section.commands.append(shown(r.simulator_argv))
-        section.commands.append(shown(r.child.argv))
+        add_run(section, r.case.name, r.simulator_argv, r.child.argv)
     section.seconds = time.perf_counter() - started
     return section
