@@ -65,6 +65,25 @@ def assert_archive_matches(sim: RunningSimulator, dest: Path, token: str) -> Non
         assert (len(data), hashlib.md5(data).hexdigest()) == (size, md5)  # noqa: S324
 
 
+async def run_complete(
+    sim: RunningSimulator, tmp_path: Path, n: int
+) -> tuple[Path, str, list[dict[str, Any]]]:
+    """Mint `n` tokens and run them with --evidence: exit 0, each token one final line whose
+    evidence is complete and whose archive matches what the simulator served. Returns the
+    archive, the run's stderr and the lines."""
+    tokens = sim.mint(n)
+    out, dest = tmp_path / "out.jsonl", tmp_path / "evidence"
+    status, _, err = await run(*args(sim, tokens_file(tmp_path / "t", tokens), out, dest))
+    assert status == 0, err
+    lines = records(out)
+    assert sorted(line["token"] for line in lines) == sorted(tokens)
+    for line in lines:
+        assert line["final"] is True
+        assert line["evidence"]["missing"] == []
+        assert_archive_matches(sim, dest, line["token"])
+    return dest, err, lines
+
+
 def media_paths(line: dict[str, Any]) -> dict[str, str]:
     """field -> the media path (no query) its line's response links to."""
     found: dict[str, str] = {}
@@ -87,15 +106,10 @@ def private(dest: Path) -> None:
 
 async def test_every_file_of_every_answer_is_kept_verified_and_private(tmp_path: Path) -> None:
     async with running_simulator(config(request_log_size=1000)) as sim:
-        tokens = sim.mint(24)
-        out, dest = tmp_path / "out.jsonl", tmp_path / "evidence"
-        status, _, err = await run(*args(sim, tokens_file(tmp_path / "t", tokens), out, dest))
-        assert status == 0, err
-        lines = records(out)
-        assert sorted(line["token"] for line in lines) == sorted(tokens)
+        dest, err, lines = await run_complete(sim, tmp_path, 24)
+        tokens = [line["token"] for line in lines]
         for line in lines:
             assert line["status"] == sim.decision(line["token"]).status
-            assert line["final"] is True
             ev = line["evidence"]
             served = sim.media_files(line["token"])
             assert ev["missing"] == []
@@ -133,18 +147,12 @@ async def test_expired_links_are_asked_again_and_the_fresh_files_kept(tmp_path: 
     async with running_simulator(
         config(media_fail_first=1, media_faults=("expired",), request_log_size=1000)
     ) as sim:
-        tokens = sim.mint(8)
-        out, dest = tmp_path / "out.jsonl", tmp_path / "evidence"
-        status, _, err = await run(*args(sim, tokens_file(tmp_path / "t", tokens), out, dest))
-        assert status == 0, err
-        for line in records(out):
-            assert line["final"] is True
-            assert line["evidence"]["missing"] == []
+        _, _, lines = await run_complete(sim, tmp_path, 8)
+        for line in lines:
             assert line["attempts"] == 2
             assert line["evidence"]["requeries"] == 1
-            assert_archive_matches(sim, dest, line["token"])
         api = sim.stats()["by_action"]["GetSdkVerificationResult"]
-        assert api == sum(line["attempts"] for line in records(out)) == 2 * len(tokens)
+        assert api == sum(line["attempts"] for line in lines) == 2 * len(lines)
 
 
 def any_tokens(n: int) -> list[str]:
@@ -188,15 +196,10 @@ async def test_altered_bytes_and_cut_off_bodies_are_retried_never_stored(tmp_pat
     async with running_simulator(
         config(media_fail_first=2, media_faults=("altered", "truncated"))
     ) as sim:
-        tokens = sim.mint(6)
-        out, dest = tmp_path / "out.jsonl", tmp_path / "evidence"
-        status, _, err = await run(*args(sim, tokens_file(tmp_path / "t", tokens), out, dest))
-        assert status == 0, err
-        for line in records(out):
-            assert line["final"] is True
-            assert line["evidence"]["missing"] == []
+        dest, _, lines = await run_complete(sim, tmp_path, 6)
+        tokens = [line["token"] for line in lines]
+        for line in lines:
             assert line["attempts"] == 1  # a bad body is downloaded again, not re-asked
-            assert_archive_matches(sim, dest, line["token"])
         outcomes = Counter(outcome for _, outcome in sim.media_log())
         files = sum(len(sim.media_files(t)) for t in tokens)
         assert outcomes == {"fault:altered": files, "fault:truncated": files, "ok": files}

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from poller.evidence.archive import Archive
+from poller.evidence.archive import Archive, Pass, TokenArchive
 from poller.evidence.local import LocalStore
 from tests.evidence.conftest import no_sleep
 from tests.evidence.media import BASE, answer, blob
@@ -26,6 +26,17 @@ def archive(tmp_path: Path, session: aiohttp.ClientSession, **kw: object) -> Arc
     return Archive(LocalStore(tmp_path), session, sleep=no_sleep, **kw)  # type: ignore[arg-type]
 
 
+async def keep_all(a: Archive) -> tuple[TokenArchive, Pass]:
+    """One pass over an answer offering both FILES, each served once; the manifest saved."""
+    with aioresponses() as m:
+        m.get(BEST, body=FILES["BestFrame"])
+        m.get(CARD, body=FILES["CardImage"])
+        token = await a.token("tok")
+        result = await token.fetch(answer(FILES), stopping=lambda: False)
+        await token.save()
+    return token, result
+
+
 def stored(tmp_path: Path, token: str = "tok") -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (tmp_path / token).iterdir()}
 
@@ -34,12 +45,7 @@ async def test_every_file_is_kept_checked_and_listed(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
     a = archive(tmp_path, session)
-    with aioresponses() as m:
-        m.get(BEST, body=FILES["BestFrame"])
-        m.get(CARD, body=FILES["CardImage"])
-        token = await a.token("tok")
-        result = await token.fetch(answer(FILES), stopping=lambda: False)
-        await token.save()
+    token, result = await keep_all(a)
     assert result.missing == []
     files = stored(tmp_path)
     assert files["CompareResults.0.BestFrame.bin"] == FILES["BestFrame"]
@@ -123,12 +129,7 @@ async def test_a_file_already_kept_is_not_fetched_again(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
     a = archive(tmp_path, session)
-    with aioresponses() as m:
-        m.get(BEST, body=FILES["BestFrame"])
-        m.get(CARD, body=FILES["CardImage"])
-        token = await a.token("tok")
-        await token.fetch(answer(FILES), stopping=lambda: False)
-        await token.save()
+    await keep_all(a)
     with aioresponses() as m:  # nothing registered: any download would fail the pass
         token = await a.token("tok")
         result = await token.fetch(answer(FILES, sign="fresh"), stopping=lambda: False)
