@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from poller.api.client import FaceIdClient
 from poller.api.outcomes import Status
-from poller.api.session import open_session, require_credentials, ssl_context
+from poller.api.session import open_session, require_credentials
 from poller.config.durations import format_duration
 from poller.config.settings import Settings, checked
 from poller.errors import PollerError
@@ -167,7 +167,7 @@ async def run_job(
     async with (
         open_shared_quota(settings) as quota,
         open_session(settings) as session,
-        open_archive(settings, tls=ssl_context(settings)) as archive,
+        open_archive(settings) as archive,
     ):
         engine = Engine(
             settings,

@@ -13,7 +13,7 @@ from types import TracebackType
 from typing import Final
 
 from poller.api.client import FaceIdClient
-from poller.api.session import open_session, require_credentials, ssl_context
+from poller.api.session import open_session, require_credentials
 from poller.config.settings import Settings, checked
 from poller.errors import PollerError
 from poller.evidence.destination import open_archive
@@ -151,8 +151,7 @@ class Poll:
                 if client is None:
                     session = await stack.enter_async_context(open_session(settings))
                     client = FaceIdClient(session, settings)
-                tls = ssl_context(settings) if settings.evidence else True
-                archive = await stack.enter_async_context(open_archive(settings, tls=tls))
+                archive = await stack.enter_async_context(open_archive(settings))
                 # From here to the engine's first wait nothing yields: a stop (`_stop`) always
                 # finds the engine running, never about to start.
                 self._engine = Engine(

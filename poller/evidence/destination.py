@@ -8,12 +8,12 @@ whose media it cannot keep.
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from poller.api.session import ssl_context
 from poller.config.settings import OBJECT_STORES, Settings, evidence_problem
 from poller.errors import PollerError
 from poller.evidence.archive import Archive
@@ -95,13 +95,15 @@ async def _checked(store: EvidenceStore, dest: str, *, create: bool = True) -> N
 
 
 @asynccontextmanager
-async def open_archive(
-    settings: Settings, *, tls: ssl.SSLContext | bool = True
-) -> AsyncIterator[Archive | None]:
-    """The run's archive (None without --evidence): its store checked, its session open."""
+async def open_archive(settings: Settings) -> AsyncIterator[Archive | None]:
+    """The run's archive (None without --evidence): its store checked, its session open.
+
+    Its TLS context (the system's CA store, plus `ca_bundle`) is loaded only here, when there
+    is an archive: a run without one must not pay for it (open_session skips it for http)."""
     if not settings.evidence:
         yield None
         return
+    tls = ssl_context(settings)
     store = _opened(settings.evidence)
     try:
         await _checked(store, settings.evidence)

@@ -101,11 +101,6 @@ class Result:
             line["evidence"] = None if self.evidence is None else dict(self.evidence)
         return line
 
-    @property
-    def evidence_complete(self) -> bool:
-        """Every file this answer offered is kept (True also when the run kept none)."""
-        return self.evidence is None or not self.evidence.get("missing")
-
 
 def _wrong(key: str, kind: str, value: object) -> LineFormatError:
     return LineFormatError(
